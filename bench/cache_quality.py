@@ -1,0 +1,318 @@
+"""Quality of the semantic cache's hit decision: plain cosine against the hit policy.
+
+    python -m bench.cache_quality [--pairs FILE ...] [--negatives FILE ...] [--clusters FILE] [--out DIR]
+
+Pair files are JSONL `{a, b, label}` (label 1: may share an answer, 0: must not). A pair file with
+both labels is evaluated on its own; positive-only files (paraphrases) are pooled with the
+`--negatives` files (near-misses). A QQP-style file is split deterministically by a hash of the pair
+and only its held-out half is reported ("<name>:heldout"), because the lexicon was tuned while
+looking at the other half. Clusters (JSON list of lists of questions) are replayed into an empty
+cache: a hit is correct only inside its own cluster.
+
+Writes `quality.json` (every number) and `quality.png` (the curves) to the out dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench._embed_cache import EmbeddingCache
+from cache.policy import HitPolicy, PolicyConfig
+
+DATA = Path(os.environ.get("THRIFTY_DATA", "../shared/data")) / "cache"
+DEFAULT_PAIRS = [DATA / "qqp_pairs.jsonl", DATA / "llm_paraphrases.jsonl"]
+DEFAULT_NEGATIVES = [Path("tests/data/near_misses.jsonl")]
+DEFAULT_CLUSTERS = DATA / "osschat_clusters.json"
+DEFAULT_OUT = Path("results/cache_quality")
+THRESHOLDS = [round(t, 3) for t in np.arange(0.50, 0.991, 0.01)]
+REPLAY_SEED = 0
+
+
+@dataclass
+class PairSet:
+    name: str
+    a: list[str] = field(default_factory=list)
+    b: list[str] = field(default_factory=list)
+    label: list[int] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+
+
+def heldout(a: str, b: str) -> bool:
+    """The deterministic half of a pair file that no choice of this package was made on."""
+    return hashlib.sha256(f"{a}\x00{b}".encode()).digest()[0] % 2 == 1
+
+
+def load_pairs(paths: list[Path], negatives: list[Path]) -> list[PairSet]:
+    sets: list[PairSet] = []
+    pooled = PairSet("paraphrases+near_misses")
+    for path in paths:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        labels = {int(r["label"]) for r in rows}
+        if labels == {1}:
+            _extend(pooled, rows)
+            continue
+        whole = PairSet(path.stem)
+        _extend(whole, rows)
+        split = PairSet(f"{path.stem}:heldout")
+        _extend(split, [r for r in rows if heldout(r["a"], r["b"])])
+        sets += [split, whole]
+    for path in negatives:
+        _extend(pooled, [json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    if pooled.a:
+        sets.insert(0, pooled)
+    return sets
+
+
+def _extend(ps: PairSet, rows: list[dict]) -> None:
+    for r in rows:
+        ps.a.append(r["a"])
+        ps.b.append(r["b"])
+        ps.label.append(int(r["label"]))
+        ps.kind.append(str(r.get("kind", r.get("domain", ""))))
+
+
+def _curve(accept_at: list[np.ndarray], labels: np.ndarray) -> dict[str, list[float]]:
+    pos = max(int(labels.sum()), 1)
+    neg = max(int((1 - labels).sum()), 1)
+    out: dict[str, list[float]] = {"threshold": THRESHOLDS, "precision": [], "recall": [], "false_hit_rate": []}
+    for acc in accept_at:
+        tp = int((acc & (labels == 1)).sum())
+        fp = int((acc & (labels == 0)).sum())
+        out["precision"].append(tp / (tp + fp) if tp + fp else 1.0)
+        out["recall"].append(tp / pos)
+        out["false_hit_rate"].append(fp / neg)
+    return out
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def _best_recall(curve: dict[str, list[float]], max_fhr: float) -> dict[str, float]:
+    best = {"recall": 0.0, "threshold": float("nan"), "false_hit_rate": 0.0}
+    for t, r, f in zip(curve["threshold"], curve["recall"], curve["false_hit_rate"], strict=True):
+        if f <= max_fhr and r > best["recall"]:
+            best = {"recall": r, "threshold": t, "false_hit_rate": f}
+    return best
+
+
+def _point(acc: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    tp = int((acc & (labels == 1)).sum())
+    fp = int((acc & (labels == 0)).sum())
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / max(int(labels.sum()), 1),
+        "false_hit_rate": fp / max(int((1 - labels).sum()), 1),
+        "hits": tp + fp,
+    }
+
+
+def evaluate_pairs(ps: PairSet, vecs: dict[str, np.ndarray], policy: HitPolicy) -> dict:
+    labels = np.asarray(ps.label, dtype=np.int64)
+    va = np.stack([vecs[t] for t in ps.a])
+    vb = np.stack([vecs[t] for t in ps.b])
+    cos = np.einsum("ij,ij->i", va, vb).astype(np.float64)
+    # The guards do not depend on the threshold: one verify per pair at threshold -1 says whether
+    # they pass; the real per-threshold call below checks that the decomposition holds.
+    t0 = time.perf_counter()
+    verdicts = [policy.verify(a, b, c, threshold=-1.0) for a, b, c in zip(ps.a, ps.b, cos, strict=True)]
+    verify_s = time.perf_counter() - t0
+    passes = np.array([v.accept for v in verdicts])
+    identical = np.array([v.reason == "identical" for v in verdicts])
+    bar = policy.first_bar
+    cos_acc = [cos >= t for t in THRESHOLDS]
+    pol_acc = [identical | (passes & (cos >= max(t, bar))) for t in THRESHOLDS]
+    default = np.array([policy.verify(a, b, c).accept for a, b, c in zip(ps.a, ps.b, cos, strict=True)])
+    cosine_curve, policy_curve = _curve(cos_acc, labels), _curve(pol_acc, labels)
+    reasons: dict[str, int] = {}
+    for v, lab in zip(verdicts, labels, strict=True):
+        if not v.accept:
+            key = f"{'neg' if lab == 0 else 'pos'}:{v.reason.split(':')[0]}"
+            reasons[key] = reasons.get(key, 0) + 1
+    missed_by_kind: dict[str, int] = {}
+    for acc, lab, kind in zip(default, labels, ps.kind, strict=True):
+        if acc and lab == 0:
+            missed_by_kind[kind] = missed_by_kind.get(kind, 0) + 1
+    policy_scores = np.where(passes | identical, cos, cos - 2.0)
+    return {
+        "pairs": len(labels),
+        "positives": int(labels.sum()),
+        "verify_us_per_pair": 1e6 * verify_s / max(len(labels), 1),
+        "cosine": {
+            "average_precision": average_precision(cos, labels),
+            "curve": cosine_curve,
+            "best_recall_at_fhr_2pct": _best_recall(cosine_curve, 0.02),
+            "at_default_threshold": _point(cos >= policy.threshold, labels),
+        },
+        "policy": {
+            "average_precision": average_precision(policy_scores, labels),
+            "curve": policy_curve,
+            "best_recall_at_fhr_2pct": _best_recall(policy_curve, 0.02),
+            "at_default": _point(default, labels),
+            "guard_rejections": dict(sorted(reasons.items())),
+            "false_hits_by_kind_at_default": missed_by_kind,
+        },
+    }
+
+
+def replay(
+    clusters: list[list[str]], vecs: dict[str, np.ndarray], decide, top_k: int, seed: int | None
+) -> dict[str, float]:
+    """Replay every question into an empty cache (a lookup, then an insert), counting hits."""
+    items = [(q, ci) for ci, cluster in enumerate(clusters) for q in cluster]
+    if seed is not None:
+        random.Random(seed).shuffle(items)
+    mat = np.zeros((len(items), next(iter(vecs.values())).shape[0]), dtype=np.float32)
+    texts: list[str] = []
+    owners: list[int] = []
+    hits = correct = 0
+    for n, (q, ci) in enumerate(items):
+        v = vecs[q]
+        if n:
+            sims = mat[:n] @ v
+            order = np.argsort(-sims)[:top_k]
+            for j in order:
+                if decide(q, texts[j], float(sims[j])):
+                    hits += 1
+                    correct += owners[j] == ci
+                    break
+        mat[n] = v
+        texts.append(q)
+        owners.append(ci)
+    return {
+        "lookups": len(items),
+        "hits": hits,
+        "hit_rate": hits / len(items),
+        "hit_precision": correct / hits if hits else 1.0,
+    }
+
+
+def evaluate_replay(clusters: list[list[str]], vecs: dict[str, np.ndarray], policy: HitPolicy) -> dict:
+    out: dict = {"questions": sum(map(len, clusters)), "clusters": len(clusters), "seed": REPLAY_SEED}
+    for order, seed in (("shuffled", REPLAY_SEED), ("in_order", None)):
+        res: dict = {
+            "cosine_0.90": replay(clusters, vecs, lambda q, c, s: s >= 0.90, 1, seed),
+            "policy_default": replay(
+                clusters, vecs, lambda q, c, s: policy.verify(q, c, s).accept, policy.top_k, seed
+            ),
+        }
+        if order == "shuffled":
+            res["cosine_sweep"] = {
+                str(t): replay(clusters, vecs, lambda q, c, s, t=t: s >= t, 1, seed) for t in THRESHOLDS[::5]
+            }
+            res["policy_sweep"] = {
+                str(t): replay(
+                    clusters, vecs, lambda q, c, s, t=t: policy.verify(q, c, s, threshold=t).accept,
+                    policy.top_k, seed,
+                )
+                for t in THRESHOLDS[::5]
+            }
+        out[order] = res
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = results["pair_sets"]
+    ncols = len(sets) + (1 if "replay" in results else 0)
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.5), squeeze=False)
+    for ax, (name, res) in zip(axes[0], sets.items(), strict=False):
+        for key, style in (("cosine", "--"), ("policy", "-")):
+            c = res[key]["curve"]
+            ax.plot(c["recall"], c["precision"], style, label=f"{key} (AP {res[key]['average_precision']:.3f})")
+            ax.plot(c["recall"], [1 - f for f in c["false_hit_rate"]], style, alpha=0.4,
+                    label=f"{key}: 1 - false-hit rate")
+        d = res["policy"]["at_default"]
+        ax.plot([d["recall"]], [d["precision"]], "ko", label="policy default")
+        ax.set(title=name, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(fontsize=7, loc="lower left")
+    if "replay" in results:
+        ax = axes[0][-1]
+        rep = results["replay"]["shuffled"]
+        for key, style in (("cosine_sweep", "--o"), ("policy_sweep", "-o")):
+            pts = list(rep[key].values())
+            ax.plot([p["hit_rate"] for p in pts], [p["hit_precision"] for p in pts], style, ms=3, label=key)
+        d = rep["policy_default"]
+        ax.plot([d["hit_rate"]], [d["hit_precision"]], "ko", label="policy default")
+        ax.set(title="OSSChat replay (shuffled)", xlabel="hit rate", ylabel="hit precision", ylim=(0.8, 1.005))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=Path, action="append", help="JSONL {a, b, label}; repeatable")
+    ap.add_argument("--negatives", type=Path, action="append", help="JSONL near-misses (label 0); repeatable")
+    ap.add_argument("--clusters", type=Path, default=None, help="JSON list of lists of questions")
+    ap.add_argument("--no-clusters", action="store_true", help="skip the replay")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--cache-dir", type=Path, default=Path("tmp/.cache/embeddings"))
+    args = ap.parse_args(argv)
+    pairs = args.pairs or DEFAULT_PAIRS
+    negatives = args.negatives if args.negatives is not None else DEFAULT_NEGATIVES
+    clusters_path = None if args.no_clusters else (args.clusters or DEFAULT_CLUSTERS)
+    for p in [*pairs, *negatives, *([clusters_path] if clusters_path else [])]:
+        if not p.exists():
+            print(f"cache_quality: input file not found: {p}", file=sys.stderr)
+            return 2
+    sets = load_pairs(pairs, negatives)
+    clusters = json.loads(clusters_path.read_text()) if clusters_path else None
+    texts = [t for s in sets for t in (*s.a, *s.b)] + [q for c in clusters or [] for q in c]
+    vecs = EmbeddingCache(args.cache_dir).embed(texts)
+    policy = HitPolicy()
+    results: dict = {"config": {f: getattr(policy.config, f) for f in policy.config.__struct_fields__}}
+    results["pair_sets"] = {s.name: evaluate_pairs(s, vecs, policy) for s in sets}
+    if clusters:
+        results["replay"] = evaluate_replay(clusters, vecs, policy)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out / "quality.png")
+    print(summary(results))
+    return 0
+
+
+def summary(results: dict) -> str:
+    lines = [f"config: {results['config']}"]
+    for name, r in results["pair_sets"].items():
+        c, p = r["cosine"], r["policy"]
+        d = p["at_default"]
+        lines.append(
+            f"{name}: {r['pairs']} pairs ({r['positives']} pos) | AP cosine {c['average_precision']:.3f} "
+            f"policy {p['average_precision']:.3f} | default: P {d['precision']:.3f} R {d['recall']:.3f} "
+            f"FHR {d['false_hit_rate']:.3f} | best recall @FHR<=2%: cosine "
+            f"{c['best_recall_at_fhr_2pct']['recall']:.3f} policy {p['best_recall_at_fhr_2pct']['recall']:.3f} "
+            f"| cosine@{results['config']['threshold']}: P {c['at_default_threshold']['precision']:.3f} "
+            f"R {c['at_default_threshold']['recall']:.3f} | verify {r['verify_us_per_pair']:.1f} us/pair"
+        )
+    if "replay" in results:
+        for order in ("shuffled", "in_order"):
+            rep = results["replay"][order]
+            for key in ("cosine_0.90", "policy_default"):
+                x = rep[key]
+                lines.append(
+                    f"replay {order} {key}: hit precision {x['hit_precision']:.3f} "
+                    f"hit rate {x['hit_rate']:.3f} ({x['hits']} hits / {x['lookups']})"
+                )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Router evaluation: train a quality predictor on one part of routing data, route the other part.
+
+    python -m bench.router_eval                       # both shared suites, results in results/router/
+    python -m bench.router_eval --train A.jsonl B.jsonl --test C.jsonl [--out DIR]
+
+A file named in both --train and --test (or --test omitted) is split deterministically by the hash of
+each prompt (50/50). Files must share one set of models. For every test prompt the router picks one
+model from the predicted P(correct) and the estimated cost (per-model linear fit of the answer's cost
+on the prompt's estimated tokens, learned on the train part), two ways, each swept over its knob:
+
+* ``λ``      — maximise ``P - λ·cost`` (willingness to pay);
+* ``target`` — the cheapest model whose P ≥ target (the ``target`` policy of ``router.scoring``).
+
+Every curve is scored with the test rows' real outcomes and real costs (RouterBench) or list price ×
+token estimate (RouteLLM; see bench/router_data.py). Reported: each single model, a random mix of the
+strongest and the cheapest model, the k-NN baseline and the logistic predictor; the cost share to reach
+95 % / 100 % of the best single model's quality, raw (operating points actually reached) and on the
+non-decreasing convex hull (RouterBench's convention: any point between two routers is reachable by
+mixing them at random); APGR; and, for two-model data, the share of calls to the strong model at 95 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import pairwise
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.router_data import RoutingSet, embed, load_files, query_text, split_by_hash
+from models.tokens import estimate_tokens
+from router.predictor import KNNPredictor, LogisticPredictor
+
+ROUTING = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing"
+SUITES = {
+    "routerbench": [f"routerbench_{n}.jsonl" for n in ("arc_challenge", "mbpp", "winograde")],
+    "routellm": ["routellm_mmlu.jsonl", "routellm_gsm8k.jsonl"],
+}
+LAMBDAS = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 400)])
+TARGETS = np.linspace(0.0, 1.0, 401)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _prepare(train_files: Sequence[str], test_files: Sequence[str]) -> tuple[RoutingSet, RoutingSet]:
+    test_files = list(test_files) or list(train_files)
+    both = [f for f in train_files if f in test_files]
+    parts_tr, parts_te = [], []
+    if both:
+        tr, te = split_by_hash(load_files(both))
+        parts_tr.append(tr)
+        parts_te.append(te)
+    only_tr = [f for f in train_files if f not in both]
+    only_te = [f for f in test_files if f not in both]
+    if only_tr:
+        parts_tr.append(load_files(only_tr))
+    if only_te:
+        parts_te.append(load_files(only_te))
+    return _concat(parts_tr, "train"), _concat(parts_te, "test")
+
+
+def _concat(parts: list[RoutingSet], name: str) -> RoutingSet:
+    models = parts[0].models
+    for p in parts[1:]:
+        if p.models != models:
+            raise SystemExit(f"files disagree on models: {models} vs {p.models}")
+    return RoutingSet(name, [q for p in parts for q in p.prompts], np.concatenate([p.groups for p in parts]), models,
+                      np.concatenate([p.correct for p in parts]), np.concatenate([p.cost for p in parts]),
+                      parts[0].cost_source)
+
+
+def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.ndarray]:
+    n, m = data.correct.shape
+    return np.repeat(x, m, axis=0), [data.models[j] for _ in range(n) for j in range(m)], data.correct.reshape(-1)
+
+
+def _cost_model(train: RoutingSet, tokens_tr: np.ndarray) -> np.ndarray:
+    """(2, m): intercept and slope of cost ~ tokens per model (least squares on the train part)."""
+    a = np.stack([np.ones_like(tokens_tr), tokens_tr], 1)
+    coef, *_ = np.linalg.lstsq(a, train.cost, rcond=None)
+    return coef
+
+
+# ---------------------------------------------------------------------------------------------- curves
+def _sweep(p: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray, kind: str) -> list[tuple[float, float]]:
+    rows = np.arange(len(p))
+    points = []
+    if kind == "lambda":
+        for lam in LAMBDAS:
+            choice = np.argmax(p - lam * cost_hat, axis=1)
+            points.append((float(cost[rows, choice].sum()), float(y[rows, choice].mean())))
+    else:
+        order = np.argsort(cost_hat, axis=1)
+        for t in TARGETS:
+            ok = np.take_along_axis(p, order, 1) >= t
+            first = np.where(ok.any(1), ok.argmax(1), -1)
+            best = np.argmax(p, axis=1)
+            choice = np.where(first >= 0, order[rows, np.maximum(first, 0)], best)
+            points.append((float(cost[rows, choice].sum()), float(y[rows, choice].mean())))
+    return points
+
+
+def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Upper, non-decreasing convex hull of (cost, quality) points."""
+    hull: list[tuple[float, float]] = []
+    for c, q in sorted(set(points)):
+        if hull and q <= hull[-1][1]:
+            continue
+        while len(hull) >= 2 and (hull[-1][1] - hull[-2][1]) * (c - hull[-2][0]) <= (q - hull[-2][1]) * (hull[-1][0] - hull[-2][0]):
+            hull.pop()
+        hull.append((c, q))
+    return hull
+
+
+def _cost_to_reach(points: list[tuple[float, float]], target: float, hull: bool) -> float | None:
+    if not hull:
+        costs = [c for c, q in points if q >= target - 1e-12]
+        return min(costs) if costs else None
+    h = _hull(points)
+    for (c0, q0), (c1, q1) in pairwise(h):
+        if q0 >= target:
+            return c0
+        if q1 >= target:
+            return c0 + (target - q0) / (q1 - q0) * (c1 - c0)
+    return h[-1][0] if h and h[-1][1] >= target else None
+
+
+def _apgr(points: list[tuple[float, float]], c_weak: float, q_weak: float, c_strong: float, q_strong: float) -> float:
+    """Average performance gap recovered over the cost range [weak, strong] (best quality at ≤ cost)."""
+    grid = np.linspace(c_weak, c_strong, 201)
+    pts = sorted(points)
+    best = np.array([max([q for c, q in pts if c <= g + 1e-12], default=q_weak) for g in grid])
+    pgr = (np.maximum(best, q_weak) - q_weak) / (q_strong - q_weak)
+    return float(np.trapezoid(np.minimum(pgr, 1.5), grid) / (c_strong - c_weak))
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> dict:
+    x_tr = embed([query_text(p) for p in train.prompts])
+    x_te = embed([query_text(p) for p in test.prompts])
+    tok_tr = np.array([estimate_tokens(p) for p in train.prompts], dtype=float)
+    tok_te = np.array([estimate_tokens(p) for p in test.prompts], dtype=float)
+    coef = _cost_model(train, tok_tr)
+    cost_hat = coef[0] + tok_te[:, None] * coef[1]
+    y, cost = test.correct, test.cost
+    single = {m: (float(cost[:, j].sum()), float(y[:, j].mean())) for j, m in enumerate(test.models)}
+    best_model = max(single, key=lambda m: single[m][1])
+    cheap_model = min(single, key=lambda m: single[m][0])
+    c_best, q_best = single[best_model]
+    c_cheap, q_cheap = single[cheap_model]
+    rng = np.random.default_rng(seed)
+    jb, jc = test.models.index(best_model), test.models.index(cheap_model)
+    rows = np.arange(len(y))
+    random_mix = []
+    for share in np.linspace(0, 1, 21):
+        pick = np.where(rng.random(len(y)) < share, jb, jc)
+        random_mix.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean())))
+    logistic = LogisticPredictor.fit(*_rows(x_tr, train))
+    predictors: dict[str, KNNPredictor | LogisticPredictor] = {"knn": KNNPredictor.fit(*_rows(x_tr, train), k=40),
+                                                              "logistic": logistic}
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for pname, pred in predictors.items():
+        cols = [pred.models.index(m) for m in test.models]
+        p = pred.predict(x_te)[:, cols]
+        for kind in ("lambda", "target"):
+            curves[f"{pname}/{kind}"] = _sweep(p, cost_hat, y, cost, kind)
+    curves["random_mix"] = random_mix
+    summary = {}
+    for cname, pts in curves.items():
+        row: dict[str, float | None] = {"max_quality": max(q for _, q in pts)}
+        for share in (0.95, 1.0):
+            for hull in (False, True):
+                c = _cost_to_reach(pts, share * q_best, hull)
+                row[f"cost_share_at_{int(share * 100)}{'_hull' if hull else ''}"] = None if c is None else c / c_best
+        row["apgr"] = _apgr(pts, c_cheap, q_cheap, c_best, q_best)
+        summary[cname] = row
+    result = {
+        "suite": name, "train_rows": len(train.prompts), "test_rows": len(test.prompts), "models": test.models,
+        "cost_source": test.cost_source, "best_single": best_model, "cheapest_single": cheap_model,
+        "best_single_quality": q_best, "best_single_cost": c_best,
+        "single_models": {m: {"cost": c, "cost_share": c / c_best, "quality": q} for m, (c, q) in single.items()},
+        "routers": summary, "l2": logistic.l2,
+        "curves": {k: [[c, q] for c, q in v] for k, v in curves.items()},
+    }
+    if len(test.models) == 2:
+        result["strong_call_share_at_95"] = _strong_share(logistic, x_te, cost_hat, y, cost, test, jb, 0.95 * q_best)
+    below = [m for m, (c, q) in single.items() if not _on_or_above(curves["logistic/lambda"], c, q)]
+    result["single_models_above_router_curve"] = below
+    result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves["logistic/lambda"], c, q) for c, q in random_mix)
+    return result
+
+
+def _on_or_above(points: list[tuple[float, float]], c: float, q: float, tol: float = 1e-9) -> bool:
+    """Whether the router reaches quality ≥ q at cost ≤ c (a point no router operating point dominates fails)."""
+    return any(pc <= c * (1 + 1e-6) and pq >= q - tol for pc, pq in points)
+
+
+def _strong_share(pred: LogisticPredictor, x: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray,
+                  test: RoutingSet, jb: int, target: float) -> float | None:
+    p = pred.predict(x)[:, [pred.models.index(m) for m in test.models]]
+    rows = np.arange(len(y))
+    shares = []
+    for lam in LAMBDAS:
+        choice = np.argmax(p - lam * cost_hat, axis=1)
+        if y[rows, choice].mean() >= target:
+            shares.append(float((choice == jb).mean()))
+    return min(shares) if shares else None
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c_best = result["best_single_cost"]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    styles = {"logistic/lambda": ("C0", "-"), "logistic/target": ("C0", ":"), "knn/lambda": ("C1", "-"),
+              "knn/target": ("C1", ":"), "random_mix": ("grey", "--")}
+    for cname, (color, ls) in styles.items():
+        pts = sorted(result["curves"][cname])
+        h = _hull([tuple(p) for p in pts])
+        ax.plot([c / c_best for c, _ in h], [q for _, q in h], color=color, ls=ls, label=f"{cname} (hull)", lw=1.6)
+        ax.scatter([c / c_best for c, _ in pts], [q for _, q in pts], color=color, s=3, alpha=0.35)
+    for m, s in result["single_models"].items():
+        ax.scatter(s["cost_share"], s["quality"], marker="x", color="k", s=25)
+        ax.annotate(m.split("/")[-1][:22], (s["cost_share"], s["quality"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(0.95 * result["best_single_quality"], color="red", lw=0.7, ls="--", label="95% of best single")
+    ax.axhline(result["best_single_quality"], color="red", lw=0.7, label="best single model")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel(f"cost / cost of {result['best_single']}")
+    ax.set_ylabel("quality (accuracy)")
+    ax.set_title(f"{result['suite']}: test part ({result['test_rows']} prompts)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def _print(result: dict) -> None:
+    print(f"\n== {result['suite']}  train {result['train_rows']} / test {result['test_rows']} prompts; "
+          f"costs: {result['cost_source']}; logistic l2={result['l2']}")
+    print(f"best single: {result['best_single']} quality {result['best_single_quality']:.4f} cost ${result['best_single_cost']:.4f}")
+    for m, s in sorted(result["single_models"].items(), key=lambda kv: kv[1]["cost"]):
+        print(f"  single {m:42s} cost share {s['cost_share']:7.3f}  quality {s['quality']:.4f}")
+    fmt = lambda v: "  never" if v is None else f"{v:7.3f}"  # noqa: E731
+    print(f"  {'router':18s} {'@95%':>7s} {'@95%h':>7s} {'@100%':>7s} {'@100%h':>7s} {'APGR':>6s} {'maxQ':>6s}")
+    for cname, row in result["routers"].items():
+        print(f"  {cname:18s} {fmt(row['cost_share_at_95'])} {fmt(row['cost_share_at_95_hull'])} "
+              f"{fmt(row['cost_share_at_100'])} {fmt(row['cost_share_at_100_hull'])} {row['apgr']:6.3f} {row['max_quality']:.4f}")
+    if "strong_call_share_at_95" in result:
+        print(f"  share of {result['best_single']} calls at 95% of its quality (logistic/lambda): {result['strong_call_share_at_95']}")
+    print(f"  single models above the logistic/lambda curve: {result['single_models_above_router_curve'] or 'none'}; "
+          f"random-mix points above it: {result['random_mix_points_above_router_curve']}")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", nargs="+", help="routing files to train on (default: both shared suites)")
+    ap.add_argument("--test", nargs="*", default=[], help="routing files to test on (default: the train files, split)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "router"))
+    ap.add_argument("--name", default="custom")
+    args = ap.parse_args(argv)
+    jobs = ([(args.name, args.train, args.test)] if args.train else
+            [(name, [str(ROUTING / f) for f in files], []) for name, files in SUITES.items()])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name, train_files, test_files in jobs:
+        train, test = _prepare(train_files, test_files)
+        result = evaluate(train, test, name)
+        _print(result)
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        _plot(result, out / f"{name}.png")
+        print(f"  wrote {out / (name + '.json')} and {out / (name + '.png')}")
+        results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Scoping: a request -> (partition key, exact key, semantic text). A pure function of the request.
+
+* **partition** — 16-byte blake2b of the canonical JSON of everything that must match for an answer to
+  be reusable: the namespace, every field in ``PARTITION_FIELDS`` and every message except the final user
+  turn's *text* (system prompt, earlier turns, and the final turn's role, name and non-text parts such as
+  images). Semantic search only ever looks inside one partition.
+* **text** — the text of the final user turn: what the encoder embeds and the verifier compares.
+* **exact_key** — blake2b of partition + text: the whole canonical request, for the exact-hit table.
+
+If the last message is not a user turn (an assistant prefill, a tool result), the whole conversation is
+in the partition, ``text`` is ``""`` and the request is *exact-only*: it can hit only byte-identical
+requests, since there is no user question to compare semantically. An empty user turn is exact-only too.
+
+``cache`` does not import ``router``: fields are read by name with ``getattr``. A test checks that every
+field of ``router.types.ChatRequest`` is in exactly one of ``PARTITION_FIELDS`` / ``IGNORED_FIELDS``, so a
+new request field cannot silently fall out of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+PARTITION_FIELDS: tuple[str, ...] = (
+    "messages",  # special: all but the final user turn's text (see module docstring)
+    "model",  # "auto" is a route and partitions like any model name
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "reasoning_effort",
+    "modalities",
+    "audio",
+    "prediction",
+    "web_search_options",
+    "verbosity",
+)
+
+IGNORED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("stream", "a hit is replayed as a stream when asked; the answer is the same"),
+    ("stream_options", "only shapes the stream (usage chunk), not the answer"),
+    ("store", "provider-side retention flag; does not change the answer"),
+    ("metadata", "caller's bookkeeping tags; do not change the answer"),
+    ("user", "end-user id for abuse tracking; tenancy is the namespace's job"),
+    ("safety_identifier", "end-user id for abuse tracking; does not change the answer"),
+    ("prompt_cache_key", "provider prompt-cache routing hint; does not change the answer"),
+    ("service_tier", "latency/price tier; the same model answers"),
+    ("thrifty", "thrifty's own controls; thrifty.namespace is passed to scope() as `namespace`"),
+)
+
+_SEMANTIC_FIELDS = tuple(f for f in PARTITION_FIELDS if f != "messages")
+_canonical = msgspec.json.Encoder(order="deterministic")
+
+
+class Scope(msgspec.Struct, frozen=True):
+    namespace: str
+    partition: bytes  # 16-byte blake2b digest
+    exact_key: bytes  # 16-byte blake2b digest
+    text: str  # the final user turn's text; "" means exact-only
+
+    @property
+    def exact_only(self) -> bool:
+        return not self.text
+
+
+def _is_text_part(part: Any) -> bool:
+    # msgspec tagged structs expose no ``type`` attribute; a text part is the one that carries ``text``.
+    if isinstance(part, dict):
+        return part.get("type") == "text"
+    return isinstance(getattr(part, "text", None), str)
+
+
+def _non_text(message: Any) -> Any:
+    """The final user turn minus its text: role, name and any image/audio/file parts."""
+    content = getattr(message, "content", None)
+    parts = [] if isinstance(content, str) or content is None else [p for p in content if not _is_text_part(p)]
+    return [getattr(message, "role", None), getattr(message, "name", None), parts]
+
+
+def _text_of_parts(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p["text"] if isinstance(p, dict) else p.text for p in content if _is_text_part(p))
+
+
+def scope(request: Any, namespace: str = "default") -> Scope:
+    """Partition, exact key and semantic text of ``request`` (a ``ChatRequest`` or anything shaped like it)."""
+    messages = list(getattr(request, "messages", None) or ())
+    last = messages[-1] if messages else None
+    if last is not None and getattr(last, "role", None) == "user":
+        text = _text_of_parts(getattr(last, "content", None))
+        history: list[Any] = [*messages[:-1], _non_text(last)]
+    else:
+        text, history = "", messages
+    payload = [namespace, [getattr(request, f, None) for f in _SEMANTIC_FIELDS], history]
+    try:
+        canonical = _canonical.encode(payload)
+    except (TypeError, msgspec.EncodeError) as e:
+        raise TypeError(f"request has a field that cannot be canonicalised for the cache key: {e}") from e
+    partition = hashlib.blake2b(canonical, digest_size=16).digest()
+    exact = hashlib.blake2b(partition, digest_size=16)
+    exact.update(text.encode("utf-8", "surrogatepass"))
+    return Scope(namespace, partition, exact.digest(), text)

@@ -1,0 +1,350 @@
+"""``SemanticCache``: the cache room's public facade (store + per-partition index + hit policy).
+
+Lookups are read-only against LMDB and the in-memory index; hit counts are buffered in memory and
+written by ``sweep()`` (off the hot path), together with TTL expiry, size-bounded eviction, index
+snapshots and log trimming. Another process's writes reach this process's index through the store's
+change log, checked at most every ``refresh_interval_s`` on lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+
+from cache.errors import CacheFullError, CacheInputError
+from cache.index import IndexParams, IndexSet, PartitionIndex
+from cache.scope import Scope
+from cache.store import EVICTION_POLICIES, Entry, LogOp, Snapshot, Store
+
+if TYPE_CHECKING:
+    from cache.policy import HitPolicy
+
+
+class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    map_size: int = 64 << 20  # initial LMDB map; doubles on demand up to max_map_size
+    max_map_size: int = 16 << 30
+    max_entries: int | None = None
+    max_bytes: int | None = None  # sum of entry sizes (payload + text + vector)
+    eviction: str = "lru"  # a key of cache.store.EVICTION_POLICIES
+    evict_fraction: float = 0.1  # a breached bound evicts down to (1 - fraction) x bound
+    default_ttl_s: float | None = None
+    durable: bool = True  # fsync each commit; False survives SIGKILL but not power loss
+    refresh_interval_s: float = 0.1  # how often a lookup checks for other processes' writes
+    snapshot_min_changes: int = 1000  # sweep() snapshots the index after this many changes
+    index: IndexParams = IndexParams()
+
+    def __post_init__(self) -> None:
+        if self.eviction not in EVICTION_POLICIES:
+            raise CacheInputError(
+                f"unknown eviction policy {self.eviction!r}; choose one of {sorted(EVICTION_POLICIES)}"
+            )
+        if not 0 < self.evict_fraction <= 1:
+            raise CacheInputError("evict_fraction must be in (0, 1]")
+
+
+class EntryMeta(msgspec.Struct, frozen=True):
+    model: str = ""
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    ttl_s: float | None = None  # None: the config's default_ttl_s
+
+
+class Hit(msgspec.Struct, frozen=True):
+    id: int
+    response: bytes
+    similarity: float
+    text: str  # the cached request's semantic text
+    reason: str  # "exact" or the verifier's verdict reason
+    model: str
+    cost_usd: float
+    tokens_in: int
+    tokens_out: int
+
+
+class CacheStats(msgspec.Struct):
+    entries: int
+    bytes: int
+    partitions: int
+    indexed: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    rejected: int  # candidates above the first bar that the verifier refused
+    inserts: int
+    evicted: int
+    expired: int
+    seq: int
+
+
+_COUNTERS = ("exact_hits", "semantic_hits", "misses", "rejected", "inserts", "evicted", "expired")
+
+
+class SemanticCache:
+    def __init__(self, store: Store, config: CacheConfig, policy: HitPolicy):
+        self.store, self.config, self.policy = store, config, policy
+        self.dim = store.dim
+        self._index = IndexSet(store.dim, config.index)
+        self._applied = 0  # last change-log seq reflected in the index
+        self._last_check = 0.0
+        self._sync = threading.RLock()
+        self._hits: dict[int, tuple[int, float]] = {}
+        self._snap_seq = 0
+        self._n = dict.fromkeys(_COUNTERS, 0)
+        self._closed = False
+        self._load_index()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        encoder_name: str,
+        dim: int,
+        config: CacheConfig | None = None,
+        policy: HitPolicy | None = None,
+    ) -> SemanticCache:
+        config = config or CacheConfig()
+        if policy is None:
+            from cache.policy import default_policy
+
+            policy = default_policy()
+        store = Store(path, encoder_name, dim, config.map_size, config.max_map_size, config.durable)
+        try:
+            return cls(store, config, policy)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.flush_hits()
+        self.store.close()
+
+    def __enter__(self) -> SemanticCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ lookups
+    def lookup_exact(self, scope: Scope) -> Hit | None:
+        """The entry stored for this exact request, if any and not expired. No embedding needed."""
+        found = self.store.get_exact(scope.exact_key)
+        if found is None or found[1].expired(time.time()):
+            return None
+        self._n["exact_hits"] += 1
+        return self._hit(found[0], found[1], 1.0, "exact")
+
+    def lookup(self, scope: Scope, vector: np.ndarray, threshold: float | None = None) -> Hit | None:
+        """The best verified neighbour of ``vector`` in ``scope``'s partition only, or None."""
+        if scope.exact_only:
+            return None
+        self.catch_up()
+        policy = self.policy
+        ids, scores = self._index.search(scope.partition, vector, policy.top_k)
+        bar = policy.first_bar if threshold is None else min(policy.first_bar, threshold)
+        now = time.time()
+        with self.store.read() as txn:
+            for entry_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
+                if score < bar:
+                    break
+                entry = self.store.get(entry_id, txn)
+                if entry is None or entry.expired(now):
+                    continue
+                verdict = policy.verify(scope.text, entry.text, score, threshold)
+                if verdict.accept:
+                    self._n["semantic_hits"] += 1
+                    return self._hit(entry_id, entry, score, verdict.reason)
+                self._n["rejected"] += 1
+        self._n["misses"] += 1
+        return None
+
+    def _hit(self, entry_id: int, e: Entry, similarity: float, reason: str) -> Hit:
+        count, _ = self._hits.get(entry_id, (0, 0.0))
+        self._hits[entry_id] = (count + 1, time.time())
+        return Hit(entry_id, e.response, similarity, e.text, reason, e.model, e.cost_usd, e.tokens_in, e.tokens_out)
+
+    # ------------------------------------------------------------------------------------ writes
+    def insert(self, scope: Scope, vector: np.ndarray | None, response: bytes, meta: EntryMeta | None = None) -> int:
+        """Store ``response`` for ``scope``; ``vector`` may be None for exact-only scopes. The entry id."""
+        meta = meta or EntryMeta()
+        vec = None if scope.exact_only or vector is None else self._checked(vector)
+        now = time.time()
+        ttl = meta.ttl_s if meta.ttl_s is not None else self.config.default_ttl_s
+        if ttl is not None and ttl <= 0:
+            raise CacheInputError(f"ttl must be positive, got {ttl}")
+        size = len(response) + len(scope.text.encode("utf-8", "surrogatepass")) + 4 * self.dim + 64
+        if size > self.config.max_map_size // 8:  # would evict most of the cache and maybe still not fit
+            raise CacheFullError(
+                f"entry of {size} bytes is larger than 1/8 of max_map_size={self.config.max_map_size}; not stored"
+            )
+        entry = Entry(
+            scope.partition, scope.exact_key, scope.namespace, scope.text, bytes(response), now,
+            now + ttl if ttl else 0.0, 0, 0.0, meta.model, meta.cost_usd, meta.tokens_in, meta.tokens_out, size,
+        )
+        entry_id = self.store.insert(entry, vec, on_full=self._evict_for_space)
+        self._n["inserts"] += 1
+        self.catch_up(force=True)
+        self._enforce_bounds()
+        return entry_id
+
+    def delete(self, entry_id: int) -> bool:
+        removed = self.store.delete([entry_id])
+        self.catch_up(force=True)
+        return bool(removed)
+
+    def purge(self, namespace: str) -> int:
+        """Delete every entry of ``namespace``; the number deleted."""
+        ids = self.store.namespace_ids(namespace)
+        removed = sum(self.store.delete(ids[i : i + 5000]) for i in range(0, len(ids), 5000))
+        self.catch_up(force=True)
+        return removed
+
+    def _checked(self, vector: np.ndarray) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise CacheInputError(f"vector has dimension {v.shape[0]}, the cache holds {self.dim}")
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise CacheInputError("vector must be finite and non-zero")
+        return v if abs(norm - 1.0) < 1e-3 else v / norm
+
+    # ------------------------------------------------------------------------------------ housekeeping
+    def sweep(self, now: float | None = None) -> dict[str, int]:
+        """Off-hot-path upkeep: expire, evict to bounds, flush hit counts, snapshot, trim the log."""
+        now = time.time() if now is None else now
+        expired = 0
+        while ids := self.store.expired_ids(now):
+            expired += self.store.delete(ids)
+        self._n["expired"] += expired
+        self.catch_up(force=True)
+        self.flush_hits()
+        evicted = self._enforce_bounds()
+        if self._applied - self._snap_seq >= self.config.snapshot_min_changes:
+            self.snapshot()
+        return {"expired": expired, "evicted": evicted}
+
+    def flush_hits(self) -> None:
+        hits, self._hits = self._hits, {}
+        self.store.update_hits(hits)
+
+    def snapshot(self) -> None:
+        """Write the whole index (vectors + HNSW graphs) so a restart needs no rebuild, then trim the log."""
+        with self._sync:
+            parts = []
+            for partition, index in self._index.items():
+                ids, vecs, blob = index.state()
+                if len(ids):
+                    parts.append((partition, ids.tobytes(), vecs.tobytes(), blob))
+            snap = Snapshot(self._applied, self.store.encoder_name, self.dim, parts)
+        self.store.write_snapshot(snap)
+        self._snap_seq = snap.seq
+        # Keep some log behind the snapshot so slightly lagging processes can still catch up incrementally.
+        self.store.trim_log(snap.seq - 50_000)
+
+    def _enforce_bounds(self) -> int:
+        count, size = self.store.counts()
+        cfg, keep = self.config, 1 - self.config.evict_fraction
+        over_n = cfg.max_entries is not None and count > cfg.max_entries
+        over_b = cfg.max_bytes is not None and size > cfg.max_bytes
+        if not (over_n or over_b):
+            return 0
+        target_n = int(cfg.max_entries * keep) if cfg.max_entries is not None else count
+        target_b = int(cfg.max_bytes * keep) if cfg.max_bytes is not None else size
+        return self._evict(lambda n, b: n <= target_n and b <= target_b)
+
+    def _evict_for_space(self) -> bool:
+        count, _ = self.store.counts()
+        target = int(count * (1 - self.config.evict_fraction))
+        return self._evict(lambda n, b: n <= target) > 0
+
+    def _evict(self, done: Any) -> int:
+        """Delete entries in the configured policy's order until ``done(count, bytes)``."""
+        self.flush_hits()
+        entries = list(self.store.iter_entries())
+        entries.sort(key=lambda item: EVICTION_POLICIES[self.config.eviction](item[1]))
+        count, size = len(entries), sum(e.size for _, e in entries)
+        victims = []
+        for entry_id, e in entries:
+            if done(count, size):
+                break
+            victims.append(entry_id)
+            count, size = count - 1, size - e.size
+        evicted = sum(self.store.delete(victims[i : i + 5000]) for i in range(0, len(victims), 5000))
+        self._n["evicted"] += evicted
+        self.catch_up(force=True)
+        return evicted
+
+    # ------------------------------------------------------------------------------------ index sync
+    def catch_up(self, force: bool = False) -> None:
+        """Bring the in-memory index up to the store's change log (other processes' writes included)."""
+        now = time.monotonic()
+        if not force and now - self._last_check < self.config.refresh_interval_s:
+            return
+        self._last_check = now
+        with self._sync:
+            if self.store.seq() == self._applied:
+                return
+            ops, last, complete = self.store.log_since(self._applied)
+            if not complete:
+                self._load_index(use_snapshot=False)
+                return
+            self._apply(ops)
+            self._applied = last
+
+    def _apply(self, ops: list[LogOp]) -> None:
+        final: dict[int, LogOp] = {}
+        for op in ops:  # only an id's last operation matters
+            final[op.id] = op
+        dels: dict[bytes, list[int]] = {}
+        adds: list[LogOp] = []
+        for op in final.values():
+            if op.op == "del":
+                dels.setdefault(op.partition, []).append(op.id)
+            else:
+                adds.append(op)
+        for partition, ids in dels.items():
+            self._index.remove(partition, ids)
+        found, vecs = self.store.vectors_of([op.id for op in adds])
+        part_of = {op.id: op.partition for op in adds}
+        groups: dict[bytes, list[int]] = {}
+        for row, entry_id in enumerate(found):
+            groups.setdefault(part_of[entry_id], []).append(row)
+        for partition, rows in groups.items():
+            self._index.partition(partition).add(np.asarray(found)[rows], vecs[rows])
+
+    def _load_index(self, use_snapshot: bool = True) -> None:
+        with self._sync:
+            snap = self.store.read_snapshot() if use_snapshot else None
+            if snap is not None and snap.seq <= self.store.seq():
+                ops, last, complete = self.store.log_since(snap.seq)
+                if complete:
+                    self._index.clear()
+                    for partition, ids, vecs, blob in snap.partitions:
+                        index = PartitionIndex.restore(
+                            self.dim, np.frombuffer(ids, np.int64),
+                            np.frombuffer(vecs, np.float32).reshape(-1, self.dim), blob, self.config.index,
+                        )
+                        self._index.put(partition, index)
+                    self._snap_seq = self._applied = snap.seq
+                    self._apply(ops)
+                    self._applied = last
+                    return
+            seq, parts = self.store.load_all()
+            self._index.clear()
+            for partition, (ids, vecs) in parts.items():
+                self._index.put(partition, PartitionIndex.restore(self.dim, ids, vecs, None, self.config.index))
+            self._applied = seq
+
+    # ------------------------------------------------------------------------------------ stats
+    def stats(self) -> CacheStats:
+        count, size = self.store.counts()
+        parts = sum(1 for _, p in self._index.items() if len(p))
+        return CacheStats(count, size, parts, len(self._index), seq=self._applied, **self._n)

@@ -1,0 +1,151 @@
+"""The admin API, behind the admin key (``Authorization: Bearer <admin key>`` or ``x-thrifty-admin-key``).
+
+    GET    /admin/config                 the resolved config, secrets redacted
+    GET    /admin/stats                  ledger aggregations + cache stats (?since=<unix ts>&tenant=)
+    GET    /admin/budgets                every budget's spend, limits and status
+    GET    /admin/routing/rules          the routing rules in force
+    PUT    /admin/routing/rules          replace them (JSON list of rules)
+    POST   /admin/cache/purge            {"namespace": "..."} -> {"purged": n}
+    DELETE /admin/cache/entries/{id}     delete one entry
+    GET    /admin/cache/export           the cache as JSONL
+    POST   /admin/cache/import           JSONL body -> {"imported": n}
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.errors import AuthError, ForbiddenError, RequestError
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+_json = msgspec.json.Encoder()
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _ok(data: Any, status: int = 200) -> Response:
+    return Response(_json.encode(data), status_code=status, media_type="application/json")
+
+
+def redacted_config(engine: Engine) -> dict[str, Any]:
+    data = msgspec.to_builtins(engine.settings.raw)
+    for tenant in data.get("tenants", {}).values():
+        for key in tenant.get("keys", []):
+            if key.get("key"):
+                key["key"] = "***"
+    data["_resolved"] = {
+        "source": engine.settings.source,
+        "data_dir": str(engine.settings.data_dir),
+        "simulated": engine.settings.simulated,
+        "providers": [p.name for p in engine.settings.providers],
+    }
+    return data
+
+
+class Admin:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def guarded(self, handler: Handler) -> Handler:
+        from engine.server import error_response
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                self.check(request)
+                return await handler(request)
+            except Exception as exc:
+                return error_response(exc)
+
+        return endpoint
+
+    def check(self, request: Request) -> None:
+        admin_key = self.engine.settings.admin_key
+        if admin_key is None:
+            env = self.engine.settings.raw.server.admin_key_env
+            raise ForbiddenError(f"the admin API is disabled: set the {env} environment variable")
+        auth = request.headers.get("authorization", "")
+        token = request.headers.get("x-thrifty-admin-key") or (auth[7:].strip() if auth[:7].lower() == "bearer " else "")
+        if not token:
+            raise AuthError("missing admin key")
+        if not hmac.compare_digest(token.encode(), admin_key.encode()):
+            raise AuthError("invalid admin key")
+
+    async def config(self, request: Request) -> Response:
+        return _ok(redacted_config(self.engine))
+
+    async def stats(self, request: Request) -> Response:
+        since = request.query_params.get("since")
+        tenant = request.query_params.get("tenant")
+        await self.engine.flush()
+        summary = self.engine.ledger.summary(since=float(since) if since else None, tenant=tenant)
+        summary["cache"] = msgspec.to_builtins(self.engine.cache_stats())
+        summary["budgets"] = msgspec.to_builtins(self.engine.budgets.states())
+        return _ok(summary)
+
+    async def budgets(self, request: Request) -> Response:
+        await self.engine.flush()
+        return _ok(msgspec.to_builtins(self.engine.budgets.states()))
+
+    async def get_rules(self, request: Request) -> Response:
+        return _ok(msgspec.to_builtins(self.engine.routing_rules()))
+
+    async def put_rules(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            rules = self.engine.set_routing_rules(msgspec.json.decode(body))
+        except msgspec.DecodeError as exc:
+            raise RequestError(f"malformed JSON: {exc}") from exc
+        return _ok(msgspec.to_builtins(rules))
+
+    async def purge(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            data = msgspec.json.decode(body) if body else {}
+        except msgspec.DecodeError as exc:
+            raise RequestError(f"malformed JSON: {exc}") from exc
+        namespace = data.get("namespace") if isinstance(data, dict) else None
+        if not isinstance(namespace, str) or not namespace:
+            raise RequestError('body must be {"namespace": "<name>"}', param="namespace")
+        return _ok({"purged": self.engine.cache.purge(namespace)})
+
+    async def delete_entry(self, request: Request) -> Response:
+        raw = request.path_params["entry_id"]
+        try:
+            entry_id = int(raw)
+        except ValueError:
+            raise RequestError(f"entry id must be an integer, got {raw!r}") from None
+        return _ok({"deleted": bool(self.engine.cache.delete(entry_id))})
+
+    async def export(self, request: Request) -> Response:
+        buf = io.BytesIO()
+        self.engine.cache.export_jsonl(buf)
+        return Response(buf.getvalue(), media_type="application/x-ndjson")
+
+    async def import_(self, request: Request) -> Response:
+        body = await request.body()
+        return _ok({"imported": self.engine.cache.import_jsonl(io.BytesIO(body))})
+
+
+def admin_routes(engine: Engine) -> list[Route]:
+    a = Admin(engine)
+    g = a.guarded
+    return [
+        Route("/admin/config", g(a.config), methods=["GET"]),
+        Route("/admin/stats", g(a.stats), methods=["GET"]),
+        Route("/admin/budgets", g(a.budgets), methods=["GET"]),
+        Route("/admin/routing/rules", g(a.get_rules), methods=["GET"]),
+        Route("/admin/routing/rules", g(a.put_rules), methods=["PUT"]),
+        Route("/admin/cache/purge", g(a.purge), methods=["POST"]),
+        Route("/admin/cache/entries/{entry_id}", g(a.delete_entry), methods=["DELETE"]),
+        Route("/admin/cache/export", g(a.export), methods=["GET"]),
+        Route("/admin/cache/import", g(a.import_), methods=["POST"]),
+    ]

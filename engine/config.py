@@ -1,0 +1,214 @@
+"""Configuration, read in two phases (TensorZero's way).
+
+Phase one decodes YAML (or a dict) into raw msgspec Structs that forbid unknown fields, so a typo is an
+error naming the file and the key. Phase two (:func:`resolve`) builds frozen runtime settings: env vars
+read, virtual keys indexed, defaults filled. With no config file and no provider keys in the
+environment, thrifty runs on its embedded defaults with the ``simulated`` provider and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from engine.budgets import BudgetConfig
+from engine.errors import ConfigError
+from models.schema import ModelEntry
+from router.providers.config import ProviderConfig
+from router.types import CacheMode, Policy
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    admin_key_env: str = "THRIFTY_ADMIN_KEY"  # the admin API is off when this variable is unset
+    max_body_bytes: int = 4 * 1024 * 1024
+    allow_anonymous: bool = False  # with tenants configured, serve key-less requests as tenant "default"
+
+
+class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    mode: CacheMode = "on"  # default per-request mode
+    threshold: float | None = None  # None: the hit policy's measured default
+    ttl_s: float | None = 7 * 24 * 3600.0
+    max_entries: int | None = 1_000_000
+    max_bytes: int | None = None
+    eviction: str = "lru"
+    encoder: Literal["default", "hashing"] = "default"  # "hashing": a tiny test encoder, no model
+    cache_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
+
+
+class RoutingRuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    task: str | None = None
+    tenant: str | None = None
+    prefer: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    policy: Policy | None = None
+
+
+class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    policy: Policy = "balanced"
+    quality_target: float = 0.8
+    rules: tuple[RoutingRuleConfig, ...] = ()
+    fallbacks: dict[str, tuple[str, ...]] = {}  # pinned model -> models to fall back to
+    deadline_s: float = 120.0
+
+
+class CatalogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    models: tuple[ModelEntry, ...] = ()  # added, or replacing an entry of the same id
+    remove: tuple[str, ...] = ()
+
+
+class VirtualKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    key: str | None = None
+    key_env: str | None = None
+    budget: BudgetConfig | None = None
+
+
+class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    keys: tuple[VirtualKeyConfig, ...] = ()
+    namespace: str | None = None  # cache namespace; defaults to the tenant's name
+    allow_models: tuple[str, ...] = ()
+    deny_models: tuple[str, ...] = ()
+    budget: BudgetConfig | None = None
+
+
+class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    data_dir: str = ".thrifty"
+    log_content: bool = False
+    server: ServerConfig = ServerConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    catalog: CatalogConfig = CatalogConfig()
+    routing: RoutingConfig = RoutingConfig()
+    cache: CacheConfig = CacheConfig()
+    tenants: dict[str, TenantConfig] = {}
+
+
+# Providers enabled automatically, with no config file, when their key is in the environment.
+AUTO_PROVIDERS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("openai", "openai", "OPENAI_API_KEY", None),
+    ("anthropic", "anthropic", "ANTHROPIC_API_KEY", None),
+    ("openrouter", "openai-compatible", "OPENROUTER_API_KEY", "openrouter"),
+    ("together", "openai-compatible", "TOGETHER_API_KEY", "together"),
+)
+
+
+class KeyInfo(msgspec.Struct, frozen=True):
+    tenant: str
+    name: str
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """The resolved, runtime form of the config."""
+
+    raw: RawConfig
+    source: str
+    data_dir: Path
+    providers: tuple[ProviderConfig, ...]
+    simulated: bool  # True when no real provider is configured
+    keys: dict[str, KeyInfo]  # virtual key -> tenant and key name
+    budgets: dict[str, BudgetConfig]  # "tenant:x" / "key:y" -> budget
+    admin_key: str | None
+    notes: tuple[str, ...]  # what start-up should say
+
+
+def _error_path(exc: msgspec.ValidationError) -> str:
+    return str(exc)
+
+
+def load_raw(source: str | Path | dict[str, Any] | None) -> tuple[RawConfig, str]:
+    """Phase one. ``source`` is a YAML path, a dict, or None (THRIFTY_CONFIG, else embedded defaults)."""
+    if source is None:
+        env = os.environ.get("THRIFTY_CONFIG")
+        if not env:
+            return RawConfig(), "embedded defaults"
+        source = env
+    if isinstance(source, dict):
+        data: Any = source
+        name = "config dict"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return msgspec.convert(data, RawConfig), name
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{name}: {_error_path(exc)}") from exc
+
+
+def _providers(raw: RawConfig) -> tuple[tuple[ProviderConfig, ...], bool, list[str]]:
+    notes: list[str] = []
+    if raw.providers:
+        return raw.providers, all(p.kind == "simulated" for p in raw.providers), notes
+    found = [
+        ProviderConfig(name=name, kind=kind, api_key_env=env, preset=preset)  # type: ignore[arg-type]
+        for name, kind, env, preset in AUTO_PROVIDERS
+        if os.environ.get(env)
+    ]
+    if found:
+        notes.append("providers from the environment: " + ", ".join(p.name for p in found))
+        return tuple(found), False, notes
+    notes.append(
+        "no config and no provider keys: running on embedded defaults with the SIMULATED provider "
+        "(answers are simulated, not from a real model)"
+    )
+    return (ProviderConfig(name="simulated", kind="simulated"),), True, notes
+
+
+def _keys(raw: RawConfig, source: str) -> tuple[dict[str, KeyInfo], dict[str, BudgetConfig]]:
+    keys: dict[str, KeyInfo] = {}
+    budgets: dict[str, BudgetConfig] = {}
+    for tenant, cfg in raw.tenants.items():
+        if cfg.budget is not None:
+            budgets[f"tenant:{tenant}"] = cfg.budget
+        for vk in cfg.keys:
+            value = vk.key if vk.key is not None else os.environ.get(vk.key_env or "")
+            if not value:
+                raise ConfigError(f"{source}: tenants.{tenant}.keys[{vk.name}]: set `key` or a `key_env` "
+                                  f"that names a set environment variable")
+            if value in keys:
+                raise ConfigError(f"{source}: tenants.{tenant}.keys[{vk.name}]: the same key is used twice")
+            keys[value] = KeyInfo(tenant, vk.name)
+            if vk.budget is not None:
+                budgets[f"key:{vk.name}"] = vk.budget
+    return keys, budgets
+
+
+def resolve(raw: RawConfig, source: str) -> Settings:
+    """Phase two: runtime settings with references resolved."""
+    providers, simulated, notes = _providers(raw)
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: providers: duplicate provider names in {names}")
+    keys, budgets = _keys(raw, source)
+    data_dir = Path(os.environ.get("THRIFTY_DATA_DIR", raw.data_dir)).expanduser()
+    return Settings(
+        raw=raw,
+        source=source,
+        data_dir=data_dir,
+        providers=providers,
+        simulated=simulated,
+        keys=keys,
+        budgets=budgets,
+        admin_key=os.environ.get(raw.server.admin_key_env) or None,
+        notes=tuple(notes),
+    )
+
+
+def load(source: str | Path | dict[str, Any] | None = None) -> Settings:
+    raw, name = load_raw(source)
+    return resolve(raw, name)

@@ -1,0 +1,79 @@
+"""Per-request controls: the ``thrifty`` body object and the ``x-thrifty-*`` headers, merged.
+
+The body object wins over headers: it is written by the request's author, headers are often added by
+infrastructure in between. ``Cache-Control: no-store`` makes a request read-only (never written), and
+``no-cache`` write-only (never served from the cache), as HTTP caches read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from engine.errors import RequestError
+from router.types import ThriftyOptions
+
+HEADERS: dict[str, str] = {
+    "x-thrifty-cache-mode": "cache_mode",
+    "x-thrifty-namespace": "namespace",
+    "x-thrifty-ttl": "ttl",
+    "x-thrifty-threshold": "threshold",
+    "x-thrifty-task": "task",
+    "x-thrifty-policy": "policy",
+    "x-thrifty-quality-target": "quality_target",
+    "x-thrifty-max-cost-usd": "max_cost_usd",
+}
+_FIELD_TO_HEADER = {v: k for k, v in HEADERS.items()}
+_NUMERIC = {"ttl", "threshold", "quality_target", "max_cost_usd"}
+
+
+def options_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for header, field in HEADERS.items():
+        value = headers.get(header)
+        if value is None:
+            continue
+        if field in _NUMERIC:
+            try:
+                out[field] = float(value)
+            except ValueError:
+                raise RequestError(f"header {header}: expected a number, got {value!r}", param=header) from None
+        else:
+            out[field] = value.strip()
+    cc = headers.get("cache-control", "").lower()
+    if "cache_mode" not in out:
+        if "no-store" in cc:
+            out["cache_mode"] = "read-only"
+        elif "no-cache" in cc:
+            out["cache_mode"] = "write-only"
+    return out
+
+
+def merge(body: ThriftyOptions | None, from_headers: Mapping[str, Any]) -> ThriftyOptions | None:
+    if not from_headers:
+        return body
+    merged = dict(from_headers)
+    if body is not None:
+        merged.update(msgspec.to_builtins(body))  # omit_defaults: only the fields the body set
+    try:
+        return msgspec.convert(merged, ThriftyOptions)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
+        where = _FIELD_TO_HEADER.get(field, "thrifty")
+        raise RequestError(f"{where}: {exc}", param=where) from exc
+
+
+def validate(options: ThriftyOptions | None) -> None:
+    """Range checks msgspec's types cannot express."""
+    if options is None:
+        return
+    if options.ttl is not None and options.ttl <= 0:
+        raise RequestError("thrifty.ttl must be a positive number of seconds", param="ttl")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise RequestError("thrifty.threshold must be between 0 and 1", param="threshold")
+    if options.max_cost_usd is not None and options.max_cost_usd < 0:
+        raise RequestError("thrifty.max_cost_usd must not be negative", param="max_cost_usd")
+    if options.quality_target is not None and not 0.0 <= options.quality_target <= 1.0:
+        raise RequestError("thrifty.quality_target must be between 0 and 1", param="quality_target")

@@ -1,0 +1,245 @@
+"""The embeddable :class:`Engine`: the rooms built from settings and joined by the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from engine import config as config_mod
+from engine.budgets import BudgetTracker
+from engine.errors import RequestError, ThriftyError, translate
+from engine.ledger import Ledger, UsageRecord
+from engine.metrics import Metrics
+from engine.pipeline import Ctx, EngineStream, Pipeline
+from engine.types import ChatRequest, Completion, ThriftyOptions
+from router.types import ChatChunk, ChatResponse, text_of
+
+log = logging.getLogger("thrifty")
+
+
+def _as_request(request: ChatRequest | dict[str, Any]) -> ChatRequest:
+    if isinstance(request, ChatRequest):
+        return request
+    try:
+        return msgspec.convert(request, ChatRequest)
+    except msgspec.ValidationError as exc:
+        raise RequestError(f"invalid request: {exc}") from exc
+
+
+class Engine:
+    """thrifty embedded in a Python service.
+
+    >>> engine = Engine()                                   # embedded defaults (simulated provider)
+    >>> done = engine.complete_sync({"messages": [{"role": "user", "content": "hi"}]})
+    >>> done.meta.cache, done.text[:20]
+    """
+
+    def __init__(self, settings: config_mod.Settings | None = None) -> None:
+        from engine.wiring import build_components
+
+        self.settings = settings or config_mod.load(None)
+        self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.metrics = Metrics()
+        self.ledger = Ledger(self.settings.data_dir / "ledger.sqlite3", log_content=self.settings.raw.log_content)
+        self.budgets = BudgetTracker(
+            self.settings.budgets, worker=self.worker, read_spend=self._read_spend,
+            on_warn=lambda subject, period, spent, soft: self.metrics.budget_warnings.labels(subject, period).inc(),
+        )
+        self.parts = build_components(self.settings)
+        self.catalog = self.parts.catalog
+        self.dispatcher = self.parts.dispatcher
+        self.metrics.watch_open_circuits(self.parts.open_circuits)
+        self.pipeline = Pipeline(self)
+        self._cache: Any = None
+        self._start_lock = threading.Lock()
+        self._loop_thread: _LoopThread | None = None
+
+    @classmethod
+    def from_config(cls, source: str | Path | dict[str, Any] | None) -> Engine:
+        return cls(config_mod.load(source))
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @property
+    def cache(self) -> Any:
+        if self._cache is None:
+            with self._start_lock:
+                if self._cache is None:
+                    self._cache = self.parts.open_cache()
+        return self._cache
+
+    async def start(self) -> None:
+        """Open the cache and warm the encoder, so the first request does not pay for them."""
+        _ = self.cache
+        await asyncio.to_thread(self.parts.encoder.encode, ["warm up"])
+
+    async def aclose(self) -> None:
+        await self.dispatcher.aclose()
+        await self.parts.close_batcher()
+        self.ledger.flush()
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def close(self) -> None:
+        if self._loop_thread is not None:
+            self._loop_thread.run(self.aclose())
+            self._loop_thread.stop()
+            self._loop_thread = None
+        else:
+            asyncio.run(self.aclose())
+        self.ledger.close()
+
+    async def flush(self) -> None:
+        await asyncio.to_thread(self.ledger.flush)
+
+    # ------------------------------------------------------------------------------------------ the API
+    async def complete(self, request: ChatRequest | dict[str, Any], *, tenant: str = "default",
+                       key_name: str | None = None, options: ThriftyOptions | None = None,
+                       request_id: str | None = None) -> Completion:
+        req = _as_request(request)
+        if req.stream:
+            req = msgspec.structs.replace(req, stream=False)
+        ctx = self.pipeline.begin(req, tenant, key_name, options, request_id)
+        return await self.pipeline.complete(ctx)
+
+    def stream(self, request: ChatRequest | dict[str, Any], *, tenant: str = "default",
+               key_name: str | None = None, options: ThriftyOptions | None = None,
+               request_id: str | None = None) -> EngineStream:
+        """An async iterator of chunks. ``await s.start()`` is optional: iteration starts it."""
+        req = _as_request(request)
+        if not req.stream:
+            req = msgspec.structs.replace(req, stream=True)
+        ctx = self.pipeline.begin(req, tenant, key_name, options, request_id)
+        return self.pipeline.stream(ctx)
+
+    async def stream_chunks(self, request: ChatRequest | dict[str, Any], **kw: Any) -> AsyncIterator[ChatChunk]:
+        s = self.stream(request, **kw)
+        first = await s.start()
+        if first is not None:
+            yield first
+        async for chunk in s:
+            yield chunk
+
+    def complete_sync(self, request: ChatRequest | dict[str, Any], **kw: Any) -> Completion:
+        return self._loop().run(self.complete(request, **kw))
+
+    def stream_sync(self, request: ChatRequest | dict[str, Any], **kw: Any) -> Iterator[ChatChunk]:
+        loop = self._loop()
+        agen = self.stream_chunks(request, **kw)
+        while True:
+            try:
+                yield loop.run(agen.__anext__())
+            except StopAsyncIteration:
+                return
+
+    def _loop(self) -> _LoopThread:
+        if self._loop_thread is None:
+            self._loop_thread = _LoopThread()
+        return self._loop_thread
+
+    # ------------------------------------------------------------------------------------------ for the pipeline
+    def namespace_of(self, tenant: str) -> str:
+        cfg = self.settings.raw.tenants.get(tenant)
+        return (cfg.namespace if cfg and cfg.namespace else tenant)
+
+    async def embed(self, text: str) -> np.ndarray:
+        return await self.parts.embed(text)
+
+    def deadline(self) -> Any:
+        return self.parts.deadline()
+
+    def rank(self, request: ChatRequest, vector: np.ndarray | None, *, tenant: str,
+             options: ThriftyOptions, policy: str | None) -> Any:
+        return self.parts.rank(request, vector, tenant=tenant, options=options, policy=policy,
+                               remaining_budget=None)
+
+    def cache_insert(self, scope: Any, vector: np.ndarray, payload: bytes, **meta: Any) -> None:
+        self.parts.insert(self.cache, scope, vector, payload, **meta)
+
+    def cache_stats(self) -> Any:
+        return self.cache.stats()
+
+    def routing_rules(self) -> Any:
+        return self.parts.rules()
+
+    def set_routing_rules(self, raw: Any) -> Any:
+        return self.parts.set_rules(raw)
+
+    def _read_spend(self, kind: str, name: str, period: str, window: str, worker: str) -> float:
+        field = {"tenant": "tenant", "key": "virtual_key"}[kind]
+        span = {"daily": "day", "monthly": "month"}[period]
+        return self.ledger.spend(**{field: name, span: window}, exclude_worker=worker)  # type: ignore[arg-type]
+
+    def observe(self, ctx: Ctx, *, status: int, error: ThriftyError | None, response: ChatResponse | None) -> None:
+        m, mt = ctx.meta, self.metrics
+        mt.requests.labels(m.cache, m.model or "", m.provider or "", str(status)).inc()
+        mt.cache_outcomes.labels(m.cache).inc()
+        for stage, ms in m.stages.items():
+            mt.stage.labels(stage).observe(ms / 1e3)
+        mt.overhead.observe(m.overhead_ms / 1e3)
+        usage = response.usage if response is not None and m.cache == "miss" else None
+        if m.cost_usd:
+            mt.spend.labels(ctx.tenant, m.model or "", m.provider or "").inc(m.cost_usd)
+        if m.saved_usd:
+            mt.saved.labels(ctx.tenant).inc(m.saved_usd)
+        if usage is not None:
+            mt.tokens.labels("prompt", m.model or "").inc(usage.prompt_tokens)
+            mt.tokens.labels("completion", m.model or "").inc(usage.completion_tokens)
+        for attempt in getattr(error, "details", None) or ():
+            if isinstance(attempt, dict):
+                mt.upstream_errors.labels(attempt.get("deployment", ""), attempt.get("kind", "")).inc()
+        self.ledger.record(self._record(ctx, status, error, response, usage))
+
+    def _record(self, ctx: Ctx, status: int, error: ThriftyError | None, response: ChatResponse | None,
+                usage: Any) -> UsageRecord:
+        m = ctx.meta
+        details = usage.prompt_tokens_details if usage is not None else None
+        cdetails = usage.completion_tokens_details if usage is not None else None
+        answer = None
+        if response is not None and response.choices:
+            answer = response.choices[0].message.content
+        return UsageRecord(
+            request_id=m.request_id, ts=time.time(), tenant=ctx.tenant, virtual_key=ctx.key_name,
+            worker=self.worker, cache=m.cache, status=status, route=ctx.request.model, model=m.model,
+            provider=m.provider, task=m.task, stream=bool(ctx.request.stream),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=details.cached_tokens if details else 0,
+            reasoning_tokens=cdetails.reasoning_tokens if cdetails else 0,
+            cost_usd=m.cost_usd, cost_estimated=m.cost_estimated, saved_usd=m.saved_usd,
+            error_class=type(error).__name__ if error is not None else None,
+            latency_ms=m.latency_ms, overhead_ms=m.overhead_ms, stages=m.stages, attempts=m.attempts,
+            budget_action=m.budget,
+            prompt=text_of(ctx.request.messages[-1].content) if ctx.request.messages else None,
+            answer=answer,
+        )
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread, behind the sync twins."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="thrifty-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+__all__ = ["Engine", "translate"]

@@ -1,0 +1,144 @@
+"""thrifty's one exception tree, and its mapping to OpenAI-style error bodies.
+
+    ThriftyError                      base of everything thrifty raises on purpose
+    ├── ConfigError                   a config file or dict is wrong (names the file and the key)
+    ├── RequestError          400     the request is malformed or asks for something impossible
+    │   ├── PayloadTooLarge   413
+    │   └── NoRouteError      400     no model satisfies the request's constraints (says which removed which)
+    ├── AuthError             401     missing or unknown virtual key / admin key
+    │   └── ForbiddenError    403     the key is known but may not do this
+    ├── BudgetExceeded        429     a hard budget limit was reached and the policy is to reject
+    ├── CacheFailure          500     the cache directory is unusable (wraps cache.errors.CacheError)
+    └── UpstreamError         502     every attempt failed (carries each attempt's error)
+        └── UpstreamTimeout   504     the total deadline passed first
+
+The rooms below (``cache``, ``router``) cannot import ``engine``, so each has its own errors; they are
+translated here, at the boundary, by :func:`translate` (``raise translate(e) from e``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class ThriftyError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        if self.details is not None:
+            err["details"] = self.details
+        return {"error": err}
+
+
+class ConfigError(ThriftyError):
+    type = "config_error"
+
+
+class RequestError(ThriftyError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NoRouteError(RequestError):
+    code = "no_route"
+
+
+class AuthError(ThriftyError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ForbiddenError(AuthError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class BudgetExceeded(ThriftyError):
+    status = 429
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class CacheFailure(ThriftyError):
+    status = 500
+    type = "cache_error"
+
+
+class UpstreamError(ThriftyError):
+    status = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "deadline_exceeded"
+
+
+def _attempts_of(exc: BaseException) -> list[dict[str, Any]] | None:
+    attempts = getattr(exc, "attempts", None)
+    if not attempts:
+        return None
+    out = []
+    for a in attempts:
+        out.append(msgspec.to_builtins(a) if isinstance(a, msgspec.Struct) else str(a))
+    return out
+
+
+def _translation_table() -> list[tuple[type[BaseException], type[ThriftyError]]]:
+    # Imported lazily: translation happens only on the error path, and engine must not pay for the
+    # rooms' imports before it needs them.
+    from cache import errors as cache_errors
+    from router import errors as router_errors
+
+    table: list[tuple[type[BaseException], type[ThriftyError]]] = [
+        (cache_errors.CacheError, CacheFailure),
+    ]
+    for name, target in (
+        ("NoCandidatesError", NoRouteError),
+        ("DeadlineExceeded", UpstreamTimeout),
+        ("UpstreamTimeout", UpstreamTimeout),
+        ("AllAttemptsFailed", UpstreamError),
+        ("ProviderError", UpstreamError),
+        ("RouterError", RequestError),
+    ):
+        cls = getattr(router_errors, name, None)
+        if isinstance(cls, type):
+            table.append((cls, target))
+    return table
+
+
+def translate(exc: BaseException) -> ThriftyError:
+    """Map a lower room's error to the engine's tree (the caller raises it ``from`` the original)."""
+    if isinstance(exc, ThriftyError):
+        return exc
+    if isinstance(exc, msgspec.ValidationError | msgspec.DecodeError):
+        return RequestError(f"invalid request: {exc}")
+    for source, target in _translation_table():
+        if isinstance(exc, source):
+            status = getattr(exc, "status", None)
+            # The caller's own mistake reported by the provider (400/401/403/404/422) is passed back as
+            # a 400-class answer, not dressed up as a gateway failure.
+            if target is UpstreamError and isinstance(status, int) and status in (400, 404, 422):
+                err: ThriftyError = RequestError(str(exc), details=_attempts_of(exc))
+            else:
+                err = target(str(exc), details=_attempts_of(exc))
+            return err
+    return ThriftyError(f"internal error: {type(exc).__name__}: {exc}")

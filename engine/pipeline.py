@@ -1,0 +1,264 @@
+"""The one place that knows the order of the steps (DESIGN.md, "One request's path").
+
+    scope ─► exact lookup ─► encode (once) ─► semantic lookup ─► budget ─► route ─► dispatch ─► store ─► ledger
+
+Each step is timed into ``Meta.stages`` (milliseconds). ``overhead_ms`` is everything except the time
+spent waiting on the upstream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+
+from cache import Scope, reads, scope, writes
+from engine.errors import BudgetExceeded, ThriftyError, translate
+from engine.ledger import UsageRecord
+from engine.replay import replay_chunks
+from engine.types import Completion, Meta
+from router.types import ChatChunk, ChatRequest, ChatResponse, ThriftyOptions, text_of
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+_encode = msgspec.json.Encoder().encode
+_decode_response = msgspec.json.Decoder(ChatResponse).decode
+
+
+@dataclass
+class Ctx:
+    """One request's state as it moves through the steps."""
+
+    request: ChatRequest
+    tenant: str
+    key_name: str | None
+    options: ThriftyOptions
+    meta: Meta
+    t0: int = field(default_factory=time.perf_counter_ns)
+    mark: int = 0
+    mode: str = "on"
+    scope: Scope | None = None
+    vector: np.ndarray | None = None
+    policy: str | None = None
+    upstream_ns: int = 0
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter_ns()
+        self.meta.stages[stage] = (now - (self.mark or self.t0)) / 1e6
+        self.mark = now
+
+
+class Pipeline:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    # ------------------------------------------------------------------------------------------ prefix
+    def begin(self, request: ChatRequest, tenant: str, key_name: str | None,
+              options: ThriftyOptions | None, request_id: str | None) -> Ctx:
+        opts = options or request.thrifty or ThriftyOptions()
+        meta = Meta(request_id=request_id or uuid.uuid4().hex, simulated=self.e.settings.simulated)
+        ctx = Ctx(request, tenant, key_name, opts, meta)
+        cache_cfg = self.e.settings.raw.cache
+        ctx.mode = "off" if not cache_cfg.enabled else (opts.cache_mode or cache_cfg.mode)
+        if (request.n or 1) > 1:
+            ctx.mode = "off"  # one cached answer cannot stand for n answers, and n answers are never stored
+        return ctx
+
+    async def lookup(self, ctx: Ctx) -> ChatResponse | None:
+        """Exact then semantic lookup; computes the vector (once) for the cache and the router."""
+        e = self.e
+        namespace = ctx.options.namespace or e.namespace_of(ctx.tenant)
+        ctx.scope = scope(ctx.request, namespace=namespace)
+        ctx.lap("scope")
+        if reads(ctx.mode):
+            hit = e.cache.lookup_exact(ctx.scope)
+            ctx.lap("exact")
+            if hit is not None:
+                return self._served(ctx, hit, "exact")
+        ctx.vector = await e.embed(ctx.scope.text or text_of(ctx.request.messages[-1].content))
+        ctx.lap("encode")
+        if reads(ctx.mode) and ctx.scope.text:
+            hit = e.cache.lookup(ctx.scope, ctx.vector, threshold=ctx.options.threshold)
+            ctx.lap("search")
+            if hit is not None:
+                return self._served(ctx, hit, "hit")
+        ctx.meta.cache = "miss" if ctx.mode != "off" else "bypass"
+        return None
+
+    def _served(self, ctx: Ctx, hit: Any, kind: str) -> ChatResponse:
+        response = _decode_response(hit.payload)
+        response.id = f"chatcmpl-{ctx.meta.request_id}"
+        response.created = int(time.time())
+        m = ctx.meta
+        m.cache = kind  # type: ignore[assignment]
+        m.model = response.model
+        m.provider = "cache"
+        m.saved_usd = float(getattr(hit, "cost_usd", 0.0) or 0.0)
+        m.similarity = float(getattr(hit, "similarity", 1.0))
+        return response
+
+    def route(self, ctx: Ctx) -> list[Any]:
+        e = self.e
+        verdict = e.budgets.check(ctx.tenant, ctx.key_name)
+        policy = ctx.options.policy
+        if verdict.action == "reject":
+            e.metrics.budget_actions.labels(ctx.tenant, "reject").inc()
+            raise BudgetExceeded(f"budget exhausted: {verdict.message}")
+        if verdict.action == "downgrade":
+            e.metrics.budget_actions.labels(ctx.tenant, "downgrade").inc()
+            policy = "cost"
+            ctx.meta.budget = f"downgraded: {verdict.message}"
+        elif verdict.action == "warn":
+            ctx.meta.budget = f"warning: {verdict.message}"
+        ctx.policy = policy
+        decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=policy)
+        ctx.meta.task = decision.task
+        ctx.lap("route")
+        return list(decision.candidates)
+
+    # ------------------------------------------------------------------------------------------ complete
+    async def complete(self, ctx: Ctx) -> Completion:
+        try:
+            response = await self.lookup(ctx)
+            if response is None:
+                candidates = self.route(ctx)
+                t = time.perf_counter_ns()
+                result = await self.e.dispatcher.complete(ctx.request, candidates, self.e.deadline())
+                ctx.upstream_ns = time.perf_counter_ns() - t
+                ctx.lap("dispatch")
+                response = result.response
+                self._account(ctx, result)
+                if writes(ctx.mode) and self._cacheable(ctx, response):
+                    self._store(ctx, response, result)
+                    ctx.lap("store")
+        except Exception as exc:
+            self.finish(ctx, error=exc)
+            raise translate(exc) from exc
+        self.finish(ctx, response=response)
+        return Completion(response=response, meta=ctx.meta)
+
+    def _account(self, ctx: Ctx, result: Any) -> None:
+        m = ctx.meta
+        cand = result.candidate
+        m.model = cand.model.id
+        m.provider = cand.route.provider
+        m.cost_usd = float(result.cost_usd or 0.0)
+        m.cost_estimated = bool(result.cost_estimated)
+        m.attempts = len(result.attempts)
+        self.e.budgets.add(ctx.tenant, ctx.key_name, m.cost_usd)
+
+    def _cacheable(self, ctx: Ctx, response: ChatResponse) -> bool:
+        allowed = self.e.settings.raw.cache.cache_finish_reasons
+        return bool(response.choices) and all(c.finish_reason in allowed for c in response.choices)
+
+    def _store(self, ctx: Ctx, response: ChatResponse, result: Any) -> None:
+        assert ctx.scope is not None and ctx.vector is not None
+        usage = response.usage
+        ttl = ctx.options.ttl if ctx.options.ttl is not None else self.e.settings.raw.cache.ttl_s
+        self.e.cache_insert(ctx.scope, ctx.vector, _encode(response), model=ctx.meta.model or response.model,
+                            cost_usd=ctx.meta.cost_usd, ttl=ttl,
+                            tokens_in=usage.prompt_tokens if usage else 0,
+                            tokens_out=usage.completion_tokens if usage else 0)
+
+    # ------------------------------------------------------------------------------------------ stream
+    def stream(self, ctx: Ctx) -> EngineStream:
+        return EngineStream(self, ctx)
+
+    # ------------------------------------------------------------------------------------------ suffix
+    def finish(self, ctx: Ctx, *, response: ChatResponse | None = None, error: BaseException | None = None) -> None:
+        """Latency figures, metrics and the ledger row: once per request, whatever its outcome."""
+        e, m = self.e, ctx.meta
+        total_ns = time.perf_counter_ns() - ctx.t0
+        m.latency_ms = total_ns / 1e6
+        m.overhead_ms = (total_ns - ctx.upstream_ns) / 1e6
+        err = translate(error) if error is not None else None
+        status = err.status if err is not None else 200
+        if err is not None and not isinstance(error, ThriftyError) and m.cache == "miss":
+            m.complete = False
+        e.observe(ctx, status=status, error=err, response=response)
+
+
+class EngineStream:
+    """An async iterator of chunks; ``start()`` runs the pipeline up to the first chunk so that errors
+    before any content become a clean error response, and ``meta`` is final once iteration ends."""
+
+    def __init__(self, pipeline: Pipeline, ctx: Ctx) -> None:
+        self.p = pipeline
+        self.ctx = ctx
+        self.meta = ctx.meta
+        self._source: AsyncIterator[ChatChunk] | None = None
+        self._upstream: Any = None
+        self._done = False
+
+    async def start(self) -> ChatChunk | None:
+        ctx, p = self.ctx, self.p
+        try:
+            response = await p.lookup(ctx)
+            if response is not None:
+                include = bool(ctx.request.stream_options and ctx.request.stream_options.include_usage)
+                self._response = response
+                self._source = _aiter(replay_chunks(response, include_usage=include))
+                return None
+            candidates = p.route(ctx)
+            self._t_upstream = time.perf_counter_ns()
+            # Dispatch retries and falls back until a stream has produced its first content chunk.
+            self._upstream = await p.e.dispatcher.stream(ctx.request, candidates, p.e.deadline())
+            ctx.lap("first_chunk")
+            cand = self._upstream.candidate
+            ctx.meta.model, ctx.meta.provider = cand.model.id, cand.route.provider
+            self._source = self._upstream.__aiter__()
+            return None
+        except Exception as exc:
+            p.finish(ctx, error=exc)
+            self._done = True
+            raise translate(exc) from exc
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ChatChunk]:
+        assert self._source is not None, "call start() first"
+        error: BaseException | None = ThriftyError("stream closed by the client before it ended")
+        try:
+            async for chunk in self._source:
+                yield chunk
+            error = None
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self._end(error=error)
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        ctx, p = self.ctx, self.p
+        if self._upstream is None:  # a replayed hit
+            p.finish(ctx, response=getattr(self, "_response", None))
+            return
+        ctx.upstream_ns = time.perf_counter_ns() - self._t_upstream
+        result = self._upstream
+        if result.cost_usd is not None:
+            p._account(ctx, result)
+        response = result.response
+        complete = error is None and bool(result.complete)
+        ctx.meta.complete = complete
+        if complete and response is not None and writes(ctx.mode) and p._cacheable(ctx, response):
+            p._store(ctx, response, result)
+        p.finish(ctx, response=response, error=error)
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._end(error=ThriftyError("stream closed by the client before it ended"))
+
+
+async def _aiter(it: Any) -> AsyncIterator[ChatChunk]:
+    for x in it:
+        yield x

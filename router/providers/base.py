@@ -1,0 +1,280 @@
+"""The provider contract and the HTTP plumbing every wire format shares.
+
+A provider has one method, ``send``: it translates thrifty's OpenAI-shaped request to its wire format,
+makes ONE call (no retries: dispatch owns those) and returns a ``ChatResponse`` or, when
+``request.stream``, a ``ChunkStream`` that is already past the status line (so a 429 or 500 surfaces
+from ``send``, before any chunk). httpx errors are mapped to ``router.errors`` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+import msgspec
+
+from models.schema import Route
+from router.deadline import Deadline
+from router.errors import (
+    AuthError,
+    BadRequest,
+    ConnectFailed,
+    ContextLengthExceeded,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    UpstreamTimeout,
+    redact,
+)
+from router.providers.config import ProviderConfig
+from router.types import ChatChunk, ChatRequest, ChatResponse
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a bigger answer is a broken upstream, not an answer
+MAX_EVENT_BYTES = 1024 * 1024
+_CONTEXT_RE = re.compile(
+    r"context[ _-]?length|context window|maximum context|prompt is too long|too many tokens|"
+    r"input is too long|reduce the length",
+    re.IGNORECASE,
+)
+
+
+class ChunkStream:
+    """An async iterator of ``ChatChunk``; ``aclose`` releases the connection early."""
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: AsyncGenerator[ChatChunk, None]) -> None:
+        self._gen = gen
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    config: ProviderConfig
+
+    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
+        ...
+
+    async def aclose(self) -> None:
+        ...
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    import time
+
+    return max(0.0, when.timestamp() - time.time())
+
+
+_STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: BadRequest,
+    401: AuthError,
+    403: AuthError,
+    404: NotFound,
+    408: ServerError,
+    409: ServerError,
+    413: BadRequest,
+    422: BadRequest,
+    429: RateLimited,
+}
+
+
+def error_message(body: bytes) -> str:
+    """The human part of an upstream error body (OpenAI, Anthropic and Cortex shapes), shortened."""
+    text = body[:4000].decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or "(empty body)"
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or err.get("detail")
+            if msg:
+                return str(msg)[:500]
+        elif isinstance(err, str):
+            return err[:500]
+        if "message" in data:
+            return str(data["message"])[:500]
+    return text.strip()[:500]
+
+
+class HTTPProvider:
+    """Shared HTTP machinery: one lazily created, pooled ``httpx.AsyncClient`` per provider."""
+
+    kind: ClassVar[str] = ""
+    __slots__ = ("_client", "_headers", "_secrets", "_url", "config", "name")
+
+    def __init__(self, config: ProviderConfig, *, url: str, headers: dict[str, str], secrets: tuple[str, ...]):
+        self.config = config
+        self.name = config.name
+        self._url = url
+        self._headers = headers
+        self._secrets = secrets
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={self._url!r})"
+
+    def _new_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(
+            max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections
+        )
+        transport: httpx.AsyncBaseTransport
+        if self.config.transport == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(limits=limits)
+        else:
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+        return httpx.AsyncClient(transport=transport, headers=self._headers, timeout=None)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        client = self._client
+        if client is None:
+            client = self._client = self._new_client()
+        return client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def _timeout(self, deadline: Deadline) -> httpx.Timeout:
+        t = self.config.timeouts
+        connect = deadline.cap(t.connect)
+        read = deadline.cap(t.read)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+    def is_context_error(self, status: int, message: str) -> bool:
+        return status in (400, 413, 422) and _CONTEXT_RE.search(message) is not None
+
+    async def post(self, body: bytes, deadline: Deadline, *, url: str | None = None) -> httpx.Response:
+        """POST and return the response with its status checked; the body is not yet read."""
+        request = self.client.build_request(
+            "POST", url or self._url, content=body, headers={"content-type": "application/json"},
+            timeout=self._timeout(deadline),
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(self._clean(f"{type(exc).__name__}: {exc}"), provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectFailed(self._clean(f"{type(exc).__name__}: {exc}"), provider=self.name) from exc
+        if response.status_code >= 400:
+            await self._raise_for_status(response)
+        return response
+
+    async def _raise_for_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        try:
+            body = await self._read_limited(response, 64 * 1024, truncate=True)
+        except ProviderError:
+            body = b""
+        finally:
+            await response.aclose()
+        message = self._clean(error_message(body))
+        headers = response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None and "retry-after-ms" in headers:
+            try:
+                retry_after = float(headers["retry-after-ms"]) / 1000
+            except ValueError:
+                retry_after = None
+        if self.is_context_error(status, message):
+            raise ContextLengthExceeded(message, provider=self.name, status=status)
+        cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else BadRequest)
+        raise cls(message, provider=self.name, status=status, retry_after=retry_after)
+
+    async def _read_limited(self, response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit and not truncate:
+            await response.aclose()
+            raise MalformedResponse(f"body of {declared} bytes exceeds the {limit}-byte limit", provider=self.name)
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for part in response.aiter_bytes():
+                size += len(part)
+                parts.append(part)
+                if size > limit:
+                    if truncate:
+                        break
+                    raise MalformedResponse(f"body exceeds the {limit}-byte limit", provider=self.name)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"reading the body: {exc}", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectFailed(self._clean(f"reading the body: {type(exc).__name__}: {exc}"), provider=self.name) from exc
+        return b"".join(parts)
+
+    async def read_json(self, response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
+        try:
+            ctype = response.headers.get("content-type", "")
+            if "json" not in ctype:
+                raise MalformedResponse(f"expected JSON, got content-type {ctype!r}", provider=self.name)
+            body = await self._read_limited(response, MAX_BODY_BYTES)
+        finally:
+            await response.aclose()
+        try:
+            return decode(body)
+        except (msgspec.MsgspecError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise MalformedResponse(f"undecodable response body: {exc}", provider=self.name) from exc
+
+    def check_event_stream(self, response: httpx.Response) -> None:
+        ctype = response.headers.get("content-type", "")
+        if "text/event-stream" not in ctype:
+            raise MalformedResponse(f"expected text/event-stream, got content-type {ctype!r}", provider=self.name)
+
+    async def sse_data(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The ``data:`` payloads of an SSE body, one per event; transport failures mapped."""
+        buffer = b""
+        data: list[bytes] = []
+        try:
+            async for part in response.aiter_bytes():
+                buffer += part
+                if len(buffer) > MAX_EVENT_BYTES and b"\n" not in buffer:
+                    raise MalformedResponse("an SSE event exceeds the 1 MiB limit", provider=self.name)
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if not line:
+                        if data:
+                            yield b"\n".join(data)
+                            data = []
+                    elif line.startswith(b"data:"):
+                        data.append(line[5:].lstrip(b" "))
+            if data:
+                yield b"\n".join(data)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"stream read: {exc}", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectFailed(self._clean(f"stream broken: {type(exc).__name__}: {exc}"), provider=self.name) from exc
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._secrets)

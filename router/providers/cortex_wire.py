@@ -1,0 +1,200 @@
+"""Snowflake Cortex REST ``inference:complete`` <-> thrifty's OpenAI-shaped types, both ways.
+
+Wire format (Snowflake's Cortex REST API reference): request ``model``, ``messages`` (``role``,
+``content`` or ``content_list`` with ``tool_use`` / ``tool_results`` items), ``temperature``,
+``top_p``, ``max_tokens``, ``tools`` as ``{"tool_spec": {"type": "generic", "name", "description",
+"input_schema"}}``, ``tool_choice``, ``response_format`` ``{"type": "json", "schema"}`` and ``stream``
+(on by default). The answer is an SSE stream of OpenAI-like chunks ``choices[].delta`` carrying
+``content`` (and ``text``) or, for tool calls, ``type: "tool_use"`` with ``tool_use_id``, ``name`` and an
+``input`` JSON fragment; ``usage`` rides along. There is no ``[DONE]``: the body just ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from router.types import (
+    ChatChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCall,
+    FunctionDef,
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    text_of,
+)
+
+_json = msgspec.json.Encoder()
+
+
+def _parse(arguments: str) -> Any:
+    try:
+        return msgspec.json.decode(arguments) if arguments else {}
+    except msgspec.DecodeError:
+        return {"_raw": arguments}
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, dict):
+        return {"type": "tool", "name": [choice.get("function", {}).get("name", "")]}
+    return {"type": {"required": "required", "none": "none"}.get(choice, "auto")}
+
+
+def to_cortex_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
+    names: dict[str, str] = {}  # tool_call_id -> function name: Cortex tool results carry the name
+    messages: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "assistant" and m.tool_calls:
+            items = []
+            for c in m.tool_calls:
+                names[c.id] = c.function.name
+                items.append({"type": "tool_use", "tool_use": {"tool_use_id": c.id, "name": c.function.name,
+                                                                "input": _parse(c.function.arguments)}})
+            messages.append({"role": "assistant", "content": text_of(m.content), "content_list": items})
+        elif m.role in ("tool", "function"):
+            call_id = m.tool_call_id or ""
+            result = {"tool_use_id": call_id, "name": names.get(call_id, m.name or ""),
+                      "content": [{"type": "text", "text": text_of(m.content)}]}
+            messages.append({"role": "user", "content_list": [{"type": "tool_results", "tool_results": result}]})
+        else:
+            role = "system" if m.role == "developer" else m.role
+            messages.append({"role": role, "content": text_of(m.content)})
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    for name in ("temperature", "top_p"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if request.tools:
+        body["tools"] = [{"tool_spec": {"type": "generic", "name": t.function.name,
+                                        **({"description": t.function.description} if t.function.description else {}),
+                                        "input_schema": t.function.parameters or {"type": "object", "properties": {}}}}
+                         for t in request.tools]
+    tool_choice = _tool_choice(request.tool_choice)
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
+    rf = request.response_format
+    if rf is not None and rf.type == "json_schema" and rf.json_schema:
+        body["response_format"] = {"type": "json", "schema": rf.json_schema.get("schema", rf.json_schema)}
+    return body
+
+
+def from_cortex_request(body: dict[str, Any]) -> ChatRequest:
+    messages: list[Message] = []
+    for m in body.get("messages", []):
+        items = m.get("content_list") or []
+        calls = [ToolCall(id=i["tool_use"]["tool_use_id"], function=FunctionCall(
+            name=i["tool_use"]["name"], arguments=_json.encode(i["tool_use"]["input"]).decode()))
+            for i in items if i.get("type") == "tool_use"]
+        results = [i["tool_results"] for i in items if i.get("type") == "tool_results"]
+        if results:
+            messages.extend(Message(role="tool", tool_call_id=r["tool_use_id"], name=r.get("name") or None,
+                                    content="\n".join(c.get("text", "") for c in r.get("content", [])))
+                            for r in results)
+        elif calls:
+            messages.append(Message(role="assistant", content=m.get("content") or None, tool_calls=calls))
+        else:
+            messages.append(Message(role=m.get("role", "user"), content=m.get("content", "")))
+    tools = [Tool(function=FunctionDef(name=t["tool_spec"]["name"], description=t["tool_spec"].get("description"),
+                                       parameters=t["tool_spec"].get("input_schema")))
+             for t in body.get("tools", [])] or None
+    rf = body.get("response_format")
+    return ChatRequest(
+        messages=messages, model=body.get("model", "auto"), temperature=body.get("temperature"),
+        top_p=body.get("top_p"), max_tokens=body.get("max_tokens"), tools=tools,
+        response_format=ResponseFormat(type="json_schema", json_schema={"schema": rf["schema"]}) if rf else None,
+        stream=body.get("stream", True),
+    )
+
+
+def usage_from_cortex(u: dict[str, Any] | None) -> Usage | None:
+    if not u:
+        return None
+    prompt = int(u.get("prompt_tokens") or 0)
+    completion = int(u.get("completion_tokens") or 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 total_tokens=int(u.get("total_tokens") or prompt + completion))
+
+
+class CortexStreamTranslator:
+    """Cortex SSE chunks -> ChatChunks; tool-call ids get OpenAI-style indexes."""
+
+    __slots__ = ("_calls", "finish", "id", "model", "usage")
+
+    def __init__(self) -> None:
+        self._calls: dict[str, int] = {}
+        self.id = ""
+        self.model = ""
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+
+    def _tool_delta(self, call_id: str, name: str | None, arguments: str) -> ToolCallDelta:
+        if call_id not in self._calls:
+            self._calls[call_id] = len(self._calls)
+            return ToolCallDelta(index=self._calls[call_id], id=call_id, type="function",
+                                 function=FunctionCall(name=name or "", arguments=arguments))
+        return ToolCallDelta(index=self._calls[call_id], function=FunctionCall(name="", arguments=arguments))
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        self.id = data.get("id") or self.id
+        self.model = data.get("model") or self.model
+        usage = usage_from_cortex(data.get("usage"))
+        if usage is not None:
+            self.usage = usage  # cumulative when repeated: keep the last
+        choices = data.get("choices") or []
+        if not choices:
+            return None
+        choice = choices[0]
+        delta = choice.get("delta") or choice.get("message") or {}
+        text: str | None = None
+        calls: list[ToolCallDelta] = []
+        if delta.get("type") == "tool_use":
+            calls.append(self._tool_delta(delta["tool_use_id"], delta.get("name"), delta.get("input") or ""))
+        else:
+            text = delta.get("content") if delta.get("content") is not None else delta.get("text")
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish = finish
+        if not text and not calls and not finish:
+            return None
+        return ChatChunk(id=self.id, model=self.model, choices=[ChunkChoice(
+            index=0, delta=Delta(content=text or None, tool_calls=calls or None), finish_reason=finish)])
+
+    def closing(self) -> list[ChatChunk]:
+        """At a clean end of body: the finish chunk Cortex may not send, then usage."""
+        out: list[ChatChunk] = []
+        if self.finish is None:
+            finish = "tool_calls" if self._calls else "stop"
+            out.append(ChatChunk(id=self.id, model=self.model,
+                                 choices=[ChunkChoice(index=0, delta=Delta(), finish_reason=finish)]))
+        if self.usage is not None:
+            out.append(ChatChunk(id=self.id, model=self.model, choices=[], usage=self.usage))
+        return out
+
+
+def to_cortex_chunks(chunk_id: str, model: str, pieces: list[str], calls: list[ToolCall],
+                     usage: Usage | None) -> list[dict[str, Any]]:
+    """A full answer as Cortex SSE chunks (the fake upstream's renderer); usage on the last chunk."""
+    out: list[dict[str, Any]] = [
+        {"id": chunk_id, "model": model, "choices": [{"delta": {"type": "text", "content": p, "text": p,
+                                                              "content_list": [{"type": "text", "text": p}]}}]}
+        for p in pieces
+    ]
+    for c in calls:
+        out.append({"id": chunk_id, "model": model, "choices": [{"delta": {
+            "type": "tool_use", "tool_use_id": c.id, "name": c.function.name, "input": c.function.arguments}}]})
+    if usage is not None and out:
+        out[-1]["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                            "total_tokens": usage.total_tokens}
+    return out

@@ -1,0 +1,85 @@
+"""OpenAI Chat Completions, and every OpenAI-compatible gateway (a preset: base URL + headers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import ClassVar
+
+import httpx
+import msgspec
+
+from models.schema import Route
+from router.deadline import Deadline
+from router.errors import IncompleteStream, MalformedResponse, ServerError
+from router.providers.base import ChunkStream, HTTPProvider, error_message
+from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
+from router.types import ChatChunk, ChatRequest, ChatResponse, StreamOptions, chunk_decoder, response_decoder
+
+_encoder = msgspec.json.Encoder()
+_INCLUDE_USAGE = StreamOptions(include_usage=True)
+_DONE = b"[DONE]"
+
+
+def _decode_response(body: bytes) -> ChatResponse:
+    response = response_decoder.decode(body)
+    if not response.choices:
+        raise ValueError("response has no choices")
+    return response
+
+
+class OpenAIProvider(HTTPProvider):
+    kind: ClassVar[str] = "openai"
+    __slots__ = ("_extra",)
+
+    def __init__(self, config: ProviderConfig) -> None:
+        key = read_api_key(config)
+        super().__init__(
+            config,
+            url=base_url_of(config) + "/chat/completions",
+            headers=auth_headers(config, key),
+            secrets=(key,) if key else (),
+        )
+        self._extra = dict(config.extra_body)
+
+    def encode(self, request: ChatRequest, route: Route) -> bytes:
+        stream_options = request.stream_options
+        if request.stream:
+            # Ask for usage in the final chunk: without it a stream's cost would be a guess.
+            stream_options = (
+                _INCLUDE_USAGE if stream_options is None
+                else msgspec.structs.replace(stream_options, include_usage=True)
+            )
+        wire = msgspec.structs.replace(request, model=route.model, thrifty=None, stream_options=stream_options)
+        if not self._extra:
+            return _encoder.encode(wire)
+        body = msgspec.to_builtins(wire)
+        body.update(self._extra)
+        return _encoder.encode(body)
+
+    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
+        response = await self.post(self.encode(request, route), deadline)
+        if request.stream:
+            try:
+                self.check_event_stream(response)
+            except MalformedResponse:
+                await response.aclose()
+                raise
+            return ChunkStream(self._chunks(response))
+        result: ChatResponse = await self.read_json(response, _decode_response)
+        return result
+
+    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+        try:
+            async for data in self.sse_data(response):
+                if data == _DONE:
+                    return
+                try:
+                    chunk = chunk_decoder.decode(data)
+                except msgspec.DecodeError as exc:
+                    if b'"error"' in data:
+                        raise ServerError(self._clean(error_message(data)), provider=self.name) from exc
+                    raise MalformedResponse(f"undecodable stream chunk: {exc}", provider=self.name) from exc
+                yield chunk
+            raise IncompleteStream("stream ended without data: [DONE]", provider=self.name)
+        finally:
+            await response.aclose()
