@@ -170,7 +170,9 @@ def evaluate_pairs(ps: PairSet, vecs: dict[str, np.ndarray], policy: HitPolicy) 
 def replay(
     clusters: list[list[str]], vecs: dict[str, np.ndarray], decide, top_k: int, seed: int | None
 ) -> dict[str, float]:
-    """Replay every question into an empty cache (a lookup, then an insert), counting hits."""
+    """Replay every question into an empty cache: a lookup, then an insert on a miss (as the cache
+    itself does), with brute-force search over what was inserted. A hit is correct only inside its
+    own cluster."""
     items = [(q, ci) for ci, cluster in enumerate(clusters) for q in cluster]
     if seed is not None:
         random.Random(seed).shuffle(items)
@@ -178,19 +180,22 @@ def replay(
     texts: list[str] = []
     owners: list[int] = []
     hits = correct = 0
-    for n, (q, ci) in enumerate(items):
+    for q, ci in items:
         v = vecs[q]
+        n = len(texts)
+        hit = False
         if n:
             sims = mat[:n] @ v
-            order = np.argsort(-sims)[:top_k]
-            for j in order:
+            for j in np.argsort(-sims)[:top_k]:
                 if decide(q, texts[j], float(sims[j])):
                     hits += 1
                     correct += owners[j] == ci
+                    hit = True
                     break
-        mat[n] = v
-        texts.append(q)
-        owners.append(ci)
+        if not hit:
+            mat[n] = v
+            texts.append(q)
+            owners.append(ci)
     return {
         "lookups": len(items),
         "hits": hits,

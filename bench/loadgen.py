@@ -300,27 +300,37 @@ async def alternate(a: Endpoint, calls_a: Calls, b: Endpoint, calls_b: Calls, n:
                     timeout_s: float = 30.0, deadline_s: float = 180.0,
                     keep_headers: Sequence[str] = ()) -> tuple[Samples, Samples]:
     """Sequential A B A B …: both targets see the same machine state, so noise cancels in A − B."""
-    ca, cb = Connection(a), Connection(b)
-    sa, sb = Samples(a.name), Samples(b.name)
+    sa, sb = await rotate([(a, calls_a), (b, calls_b)], n, warmup=warmup, timeout_s=timeout_s,
+                          deadline_s=deadline_s, keep_headers=keep_headers)
+    return sa, sb
+
+
+async def rotate(targets: Sequence[tuple[Endpoint, Calls]], n: int, *, warmup: int = 20, timeout_s: float = 30.0,
+                 deadline_s: float = 180.0, keep_headers: Sequence[str] = ()) -> list[Samples]:
+    """Sequential round-robin over any number of targets (A B C A B C …), one connection each."""
+    conns = [Connection(ep) for ep, _ in targets]
+    samples = [Samples(ep.name) for ep, _ in targets]
     stop = time.monotonic() + deadline_s
     try:
         for i in range(warmup):
-            await ca.send(_call(calls_a, -1 - i), timeout_s)
-            await cb.send(_call(calls_b, -1 - i), timeout_s)
+            for conn, (_, calls) in zip(conns, targets, strict=True):
+                await conn.send(_call(calls, -1 - i), timeout_s)
         t0 = time.perf_counter()
         for i in range(n):
             if time.monotonic() > stop:
                 break
-            for conn, calls, samples in ((ca, calls_a, sa), (cb, calls_b, sb)):
+            for conn, (_, calls), s in zip(conns, targets, samples, strict=True):
                 try:
-                    samples.add(await conn.send(_call(calls, i), timeout_s), keep_headers)
+                    s.add(await conn.send(_call(calls, i), timeout_s), keep_headers)
                 except (OSError, TimeoutError) as exc:
-                    samples.fail(exc)
-        sa.elapsed_s = sb.elapsed_s = time.perf_counter() - t0
+                    s.fail(exc)
+        elapsed = time.perf_counter() - t0
+        for s in samples:
+            s.elapsed_s = elapsed
     finally:
-        ca.close()
-        cb.close()
-    return sa, sb
+        for conn in conns:
+            conn.close()
+    return samples
 
 
 async def closed_loop(endpoint: Endpoint, calls: Calls, clients: int, *, requests: int, duration_s: float = 10.0,

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from itertools import pairwise
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +229,7 @@ def _plot(result: dict, path: Path) -> None:
         ax.annotate(m.split("/")[-1][:22], (s["cost_share"], s["quality"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.axhline(0.95 * result["best_single_quality"], color="red", lw=0.7, ls="--", label="95% of best single")
     ax.axhline(result["best_single_quality"], color="red", lw=0.7, label="best single model")
-    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xscale("log")
     ax.set_xlabel(f"cost / cost of {result['best_single']}")
     ax.set_ylabel("quality (accuracy)")
     ax.set_title(f"{result['suite']}: test part ({result['test_rows']} prompts)")

@@ -12,6 +12,7 @@ The 100k cache is built once into ``results/tmp/`` and reused (building its HNSW
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -51,7 +52,7 @@ def timed(fn: Callable[[], Any], n: int, warmup: int = 50) -> dict[str, float]:
             "mean_us": float(us.mean()), "n": n}
 
 
-def report(benchmark: Any, name: str, stats: dict[str, float]) -> None:
+def report(benchmark: Any, name: str, stats: dict[str, Any]) -> None:
     benchmark.extra_info.update(stats)
     print(f"\n{name}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
 
@@ -264,7 +265,7 @@ def test_cold_start_100k(benchmark: Any) -> None:
     runs = [start() for _ in range(3)]
     benchmark.pedantic(start, rounds=1, iterations=1)
     best = min(runs, key=lambda r: float(r[1]))
-    stats = {"open_s": float(best[0]), "first_lookup_s": float(best[1]), "hit": best[2] == "True",
+    stats: dict[str, Any] = {"open_s": float(best[0]), "first_lookup_s": float(best[1]), "hit": best[2] == "True",
              "indexed": int(best[3]), "all_runs_s": [float(r[1]) for r in runs]}
     report(benchmark, "100k cache: process start to first answered lookup (best of 3)", stats)
     assert stats["hit"] and stats["indexed"] == 100_000
@@ -293,12 +294,13 @@ def test_encoder_backends(benchmark: Any) -> None:
     short = "How do I reverse a linked list in Python quickly?"
     long = "the committee reviewed the quarterly budget " * 200
     rows = {}
-    for name, enc in {"torch (sentence-transformers, 2 threads)": ref_enc,
+    backends: dict[str, Any] = {"torch (sentence-transformers, 2 threads)": ref_enc,
                       "onnx fp32 (1 thread)": OnnxEncoder(),
-                      "onnx int8 (1 thread)": OnnxEncoder(quantized=True)}.items():
+                      "onnx int8 (1 thread)": OnnxEncoder(quantized=True)}
+    for name, enc in backends.items():
         cos = np.sum(enc.encode(texts) * ref, axis=1)
-        s = timed(lambda e=enc: e.encode([short]), 200, warmup=20)
-        lg = timed(lambda e=enc: e.encode([long]), 30, warmup=3)
+        s = timed(functools.partial(enc.encode, [short]), 200, warmup=20)
+        lg = timed(functools.partial(enc.encode, [long]), 30, warmup=3)
         rows[name] = {"name": enc.name, "cos_min": round(float(cos.min()), 4), "cos_mean": round(float(cos.mean()), 4),
                       "short_p50_ms": round(s["p50_us"] / 1e3, 2), "short_p99_ms": round(s["p99_us"] / 1e3, 2),
                       "256tok_p50_ms": round(lg["p50_us"] / 1e3, 1), "256tok_p99_ms": round(lg["p99_us"] / 1e3, 1)}

@@ -22,7 +22,7 @@ def _fingerprint(model_dir: Path, quantized: bool) -> str:
         h.update((model_dir / name).read_bytes())
     weights = model_dir / "model.safetensors"
     h.update(str(weights.stat().st_size).encode())
-    h.update(b"int8" if quantized else b"fp32")
+    h.update(b"int8-v2" if quantized else b"fp32")
     return h.hexdigest()
 
 
@@ -101,9 +101,17 @@ def _quantize(fp32: Path, out: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise EncoderError(f"int8 quantisation needs onnxruntime.quantization and onnx: {e}") from e
-    # MatMul-only, per-channel: the most accurate dynamic int8 variant measured (min cosine ~0.975).
+    import onnx
+
+    # Per-channel int8 MatMuls, with the first and last layers left in fp32: quantising all 48 MatMuls
+    # measured min cosine 0.975 to the reference; keeping layers 0 and 5 exact measured 0.991 (610 prompts).
+    keep = [
+        n.name for n in onnx.load(str(fp32)).graph.node
+        if n.op_type == "MatMul" and ("layer.0/" in n.name or "layer.5/" in n.name)
+    ]
     quantize_dynamic(
-        str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=keep,
     )
 
 

@@ -125,7 +125,7 @@ def entity_guard(a: Analysis, b: Analysis, lex: Lexicon) -> str | None:
     return None
 
 
-def make_substitution_guard(max_words: int) -> Guard:
+def make_substitution_guard(max_words: int, additions: bool = False) -> Guard:
     """The same frame with one or two content words swapped ("replace a bike chain" / "... tire").
 
     Paraphrases reword much more than that; a small swap that no synonym or word-ending explains
@@ -135,13 +135,15 @@ def make_substitution_guard(max_words: int) -> Guard:
     def substitution_guard(a: Analysis, b: Analysis, lex: Lexicon) -> str | None:
         only_a = {w for w in a.bag - b.bag if w not in STOPWORDS and not w.startswith("#")}
         only_b = {w for w in b.bag - a.bag if w not in STOPWORDS and not w.startswith("#")}
-        if not only_a or not only_b or len(only_a) > max_words or len(only_b) > max_words:
+        if len(only_a) > max_words or len(only_b) > max_words:
             return None
         only_a, only_b = _unmatched(only_a, b.bag), _unmatched(only_b, a.bag)
-        if not only_a or not only_b:
+        if not (only_a and only_b) and not (additions and (only_a or only_b)):
             return None
         if not any(w not in STOPWORDS and not w.startswith("#") for w in a.bag & b.bag):
             return None
+        if not (only_a and only_b):
+            return f"addition: {' '.join(sorted(only_a | only_b))}"
         return f"substitution: {' '.join(sorted(only_a))} != {' '.join(sorted(only_b))}"
 
     return substitution_guard
@@ -196,3 +198,15 @@ def _has_connector(
         if tokens[k] not in STOPWORDS and tokens[k] in singles:
             return False
     return False
+
+
+def content_overlap(a: Analysis, b: Analysis) -> float:
+    """Share of content words the two prompts have in common (words with another ending count)."""
+    ca = {w for w in a.bag if w not in STOPWORDS}
+    cb = {w for w in b.bag if w not in STOPWORDS}
+    union = len(ca | cb)
+    if not union:
+        return 1.0
+    only_a = _unmatched(ca - cb, frozenset(cb))
+    only_b = _unmatched(cb - ca, frozenset(ca))
+    return 1.0 - (len(only_a) + len(only_b)) / union

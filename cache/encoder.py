@@ -7,8 +7,9 @@ promise about the vector space, not about the runtime that computed it):
 * ``OnnxEncoder`` — all-MiniLM-L6-v2 exported once to ONNX and run by ONNX Runtime; same vectors as
   sentence-transformers (cosine 1.0000 on real prompts) at about half the latency. The default.
 * ``SentenceTransformerEncoder`` — the reference; the fallback when the ONNX export is impossible.
-* ``OnnxEncoder(quantized=True)`` — int8 weights, ~4x faster, but its cosine to the reference falls to
-  ~0.975 on some prompts (below the 0.99 bar), so it is opt-in and named ``all-MiniLM-L6-v2@int8``.
+* ``OnnxEncoder(quantized=True)`` — int8 MatMuls except the first and last layer: ~25-40 % faster,
+  cosine to the reference min 0.991 / mean 0.996 on 610 real prompts. Its vectors are not identical, so
+  it is named ``all-MiniLM-L6-v2@int8`` (the store never mixes it with the fp32 vectors) and is opt-in.
 * ``HashingEncoder`` — a deterministic character n-gram hasher for tests that need no model.
 
 Nothing is loaded at import time: models load on first ``encode`` or on an explicit ``load()``.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import faiss
 import msgspec
@@ -46,7 +47,7 @@ class PartitionIndex:
         self._ids = np.zeros(16, np.int64)
         self._n = 0
         self._pos: dict[int, int] = {}  # entry id -> row
-        self._hnsw: faiss.IndexHNSWFlat | None = None
+        self._hnsw: Any = None  # faiss.IndexHNSWFlat once the partition outgrows exact search
         self._alive: np.ndarray | None = None  # bool per row (HNSW phase)
         self._bitmap: np.ndarray | None = None  # packed copy of _alive that faiss reads
         self._dead = 0
@@ -124,8 +125,9 @@ class PartitionIndex:
             if self._hnsw is None:
                 scores, rows = faiss.knn(q, self._vecs[: self._n], k, metric=faiss.METRIC_INNER_PRODUCT)
             else:
-                params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))
-                if self._dead:
+                params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                    efSearch=max(self.params.ef_search, k))
+                if self._dead and self._bitmap is not None:
                     params.sel = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(self._bitmap))
                 scores, rows = self._hnsw.search(q, k, params=params)
             rows, scores = rows[0], scores[0]

@@ -22,6 +22,7 @@ import msgspec
 from cache._verify_guards import (
     CONTRAST_SWITCH,
     Guard,
+    content_overlap,
     direction_guard,
     entity_guard,
     make_contrast_guard,
@@ -60,6 +61,8 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     direction: bool = True
     substitutions: bool = True
     max_substituted_words: int = 2
+    additions: bool = False
+    overlap_penalty: float = 0.0
     lexicon_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -102,7 +105,7 @@ class HitPolicy:
             (bool(kinds), make_contrast_guard(kinds)),
             (cfg.entities, entity_guard),
             (cfg.direction, direction_guard),
-            (cfg.substitutions, make_substitution_guard(cfg.max_substituted_words)),
+            (cfg.substitutions, make_substitution_guard(cfg.max_substituted_words, cfg.additions)),
         ]
         return tuple(guard for enabled, guard in chain if enabled)
 
@@ -138,6 +141,8 @@ class HitPolicy:
             reason = guard(a, b, lexicon)
             if reason is not None:
                 return Verdict(False, score, reason)
+        if self.config.overlap_penalty:
+            score -= self.config.overlap_penalty * content_overlap(a, b)
         if score < bar:
             return Verdict(False, score, "below threshold")
         return Verdict(True, score, "ok")

@@ -327,10 +327,10 @@ class SemanticCache:
                 ops, last, complete = self.store.log_since(snap.seq)
                 if complete:
                     self._index.clear()
-                    for partition, ids, vecs, blob in snap.partitions:
+                    for partition, id_bytes, vec_bytes, blob in snap.partitions:
                         index = PartitionIndex.restore(
-                            self.dim, np.frombuffer(ids, np.int64),
-                            np.frombuffer(vecs, np.float32).reshape(-1, self.dim), blob, self.config.index,
+                            self.dim, np.frombuffer(id_bytes, np.int64),
+                            np.frombuffer(vec_bytes, np.float32).reshape(-1, self.dim), blob, self.config.index,
                         )
                         self._index.put(partition, index)
                     self._snap_seq = self._applied = snap.seq

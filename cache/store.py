@@ -90,6 +90,11 @@ def u64(n: int) -> bytes:
     return _U64.pack(n)
 
 
+def _u64_at(txn: lmdb.Transaction, key: bytes, db: Any) -> int:
+    raw = txn.get(key, db=db)
+    return int(_U64.unpack(bytes(raw))[0]) if raw is not None else 0
+
+
 def ns_key(namespace: str) -> bytes:
     return hashlib.blake2b(namespace.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
@@ -255,7 +260,7 @@ class Store:
         return int(self.write(lambda txn: sum(self._delete_in(txn, i) for i in ids)))
 
     def _next_seq(self, txn: lmdb.Transaction) -> int:
-        seq = _U64.unpack(txn.get(b"seq", db=self.db["meta"]))[0] + 1
+        seq = _u64_at(txn, b"seq", self.db["meta"]) + 1
         txn.put(b"seq", u64(seq), db=self.db["meta"])
         return seq
 
@@ -313,7 +318,7 @@ class Store:
 
     def seq(self) -> int:
         with self.read() as txn:
-            return int(_U64.unpack(txn.get(b"seq", db=self.db["meta"]))[0])
+            return _u64_at(txn, b"seq", self.db["meta"])
 
     def log_since(self, seq: int) -> tuple[list[LogOp], int, bool]:
         """Log records after ``seq``: (ops, last seq, complete). Not complete when trimmed past ``seq``."""
@@ -336,7 +341,7 @@ class Store:
     def load_all(self) -> tuple[int, dict[bytes, tuple[np.ndarray, np.ndarray]]]:
         """Every live vector grouped by partition, read in bulk: (seq, {partition: (ids, vectors)})."""
         with self.read() as txn:
-            seq = int(_U64.unpack(txn.get(b"seq", db=self.db["meta"]))[0])
+            seq = _u64_at(txn, b"seq", self.db["meta"])
             members = [k for k, _ in txn.cursor(db=self.db["members"])]
             vec_ids, vec_blobs = [], []
             for k, v in txn.cursor(db=self.db["vectors"]):
@@ -365,10 +370,10 @@ class Store:
         prefix = ns_key(namespace)
         with self.read() as txn:
             cur = txn.cursor(db=self.db["spaces"])
-            out = []
+            out: list[int] = []
             if cur.set_range(prefix):
                 for k in cur.iternext(values=False):
-                    if not k.startswith(prefix):
+                    if not bytes(k).startswith(prefix):
                         break
                     out.append(int.from_bytes(k[16:], "big"))
         return out
@@ -376,9 +381,9 @@ class Store:
     def expired_ids(self, now: float, limit: int = 10_000) -> list[int]:
         bound = u64(int(now * 1000) + 1)
         with self.read() as txn:
-            out = []
+            out: list[int] = []
             for k in txn.cursor(db=self.db["expiry"]).iternext(values=False):
-                if k >= bound or len(out) >= limit:
+                if bytes(k) >= bound or len(out) >= limit:
                     break
                 out.append(int.from_bytes(k[8:], "big"))
         return out

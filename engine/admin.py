@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cache import export_jsonl, import_jsonl
 from engine.errors import AuthError, ForbiddenError, RequestError
 
 if TYPE_CHECKING:
@@ -127,12 +128,12 @@ class Admin:
 
     async def export(self, request: Request) -> Response:
         buf = io.BytesIO()
-        self.engine.cache.export_jsonl(buf)
+        export_jsonl(self.engine.cache, buf)
         return Response(buf.getvalue(), media_type="application/x-ndjson")
 
     async def import_(self, request: Request) -> Response:
         body = await request.body()
-        return _ok({"imported": self.engine.cache.import_jsonl(io.BytesIO(body))})
+        return _ok({"imported": import_jsonl(self.engine.cache, io.BytesIO(body))})
 
 
 def admin_routes(engine: Engine) -> list[Route]:

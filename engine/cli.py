@@ -90,6 +90,8 @@ def _open_cache(args: argparse.Namespace) -> Any:
 def cmd_cache(args: argparse.Namespace) -> int:
     import msgspec
 
+    from cache import export_jsonl, import_jsonl
+
     cache = _open_cache(args)
     try:
         if args.action == "stats":
@@ -98,11 +100,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"purged {cache.purge(args.namespace)} entries from namespace {args.namespace!r}")
         elif args.action == "export":
             with open(args.file, "wb") as f:
-                n = cache.export_jsonl(f)
+                n = export_jsonl(cache, f)
             print(f"exported {n} entries to {args.file}")
         elif args.action == "import":
             with open(args.file, "rb") as f:
-                n = cache.import_jsonl(f)
+                n = import_jsonl(cache, f)
             print(f"imported {n} entries from {args.file}")
     finally:
         cache.close()

@@ -19,6 +19,7 @@ from engine.budgets import BudgetConfig
 from engine.errors import ConfigError
 from models.schema import ModelEntry
 from router.providers.config import ProviderConfig
+from router.rules import RoutingRule
 from router.types import CacheMode, Policy
 
 
@@ -41,23 +42,22 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     eviction: str = "lru"
     encoder: Literal["default", "hashing"] = "default"  # "hashing": a tiny test encoder, no model
     cache_finish_reasons: tuple[str, ...] = ("stop", "tool_calls")
-
-
-class RoutingRuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    task: str | None = None
-    tenant: str | None = None
-    prefer: tuple[str, ...] = ()
-    only: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    policy: Policy | None = None
+    # fsync every cache write? Off by default: a killed process loses nothing either way, and a power
+    # loss costs at most the last few entries of a cache, which is cheaper than a disk flush per answer.
+    durable: bool = False
 
 
 class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     policy: Policy = "balanced"
     quality_target: float = 0.8
-    rules: tuple[RoutingRuleConfig, ...] = ()
+    rules: tuple[RoutingRule, ...] = ()
     fallbacks: dict[str, tuple[str, ...]] = {}  # pinned model -> models to fall back to
-    deadline_s: float = 120.0
+    max_candidates: int = 5  # how many models an "auto" request may fall back through
+
+
+class DispatchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    deadline_s: float = 120.0  # total, across every retry and fallback
+    fallback: bool = True
 
 
 class CatalogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -85,8 +85,12 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_content: bool = False
     server: ServerConfig = ServerConfig()
     providers: tuple[ProviderConfig, ...] = ()
+    # Extra routes, as data: provider name -> the catalog models it serves under their own ids ("*" = all).
+    # For gateways and local servers that speak for many models (a vLLM box, a test upstream).
+    routes: dict[str, tuple[str, ...]] = {}
     catalog: CatalogConfig = CatalogConfig()
     routing: RoutingConfig = RoutingConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     cache: CacheConfig = CacheConfig()
     tenants: dict[str, TenantConfig] = {}
 

@@ -9,12 +9,14 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from cache import Hit
 from engine import config as config_mod
 from engine.budgets import BudgetTracker
 from engine.errors import RequestError, ThriftyError, translate
@@ -44,7 +46,7 @@ class Engine:
     >>> done.meta.cache, done.text[:20]
     """
 
-    def __init__(self, settings: config_mod.Settings | None = None) -> None:
+    def __init__(self, settings: config_mod.Settings | None = None, *, encoder: Any = None) -> None:
         from engine.wiring import build_components
 
         self.settings = settings or config_mod.load(None)
@@ -55,18 +57,25 @@ class Engine:
             self.settings.budgets, worker=self.worker, read_spend=self._read_spend,
             on_warn=lambda subject, period, spent, soft: self.metrics.budget_warnings.labels(subject, period).inc(),
         )
-        self.parts = build_components(self.settings)
+        self.parts = build_components(self.settings, encoder)
         self.catalog = self.parts.catalog
         self.dispatcher = self.parts.dispatcher
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.pipeline = Pipeline(self)
         self._cache: Any = None
         self._start_lock = threading.Lock()
+        # Cache writes leave the request path: one writer thread, so LMDB sees a single writer here.
+        self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-store")
+        self._pending: set[Future[None]] = set()
+        # Answers whose cache write has not landed yet, by exact key: an identical request that arrives
+        # in that window is still an exact hit (read-your-writes within one process).
+        self._inflight: dict[bytes, Hit] = {}
         self._loop_thread: _LoopThread | None = None
 
     @classmethod
-    def from_config(cls, source: str | Path | dict[str, Any] | None) -> Engine:
-        return cls(config_mod.load(source))
+    def from_config(cls, source: str | Path | dict[str, Any] | None, *, encoder: Any = None) -> Engine:
+        """An Engine from a YAML file, a dict, or None (``THRIFTY_CONFIG``, else embedded defaults)."""
+        return cls(config_mod.load(source), encoder=encoder)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -84,8 +93,7 @@ class Engine:
 
     async def aclose(self) -> None:
         await self.dispatcher.aclose()
-        await self.parts.close_batcher()
-        self.ledger.flush()
+        await self.flush()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -100,7 +108,13 @@ class Engine:
         self.ledger.close()
 
     async def flush(self) -> None:
-        await asyncio.to_thread(self.ledger.flush)
+        """Wait until every cache write and ledger row queued so far has landed."""
+        await asyncio.to_thread(self._flush_sync)
+
+    def _flush_sync(self) -> None:
+        for fut in list(self._pending):
+            fut.result()
+        self.ledger.flush()
 
     # ------------------------------------------------------------------------------------------ the API
     async def complete(self, request: ChatRequest | dict[str, Any], *, tenant: str = "default",
@@ -164,7 +178,23 @@ class Engine:
                                remaining_budget=None)
 
     def cache_insert(self, scope: Any, vector: np.ndarray, payload: bytes, **meta: Any) -> None:
-        self.parts.insert(self.cache, scope, vector, payload, **meta)
+        key = scope.exact_key
+        self._inflight[key] = Hit(0, payload, 1.0, scope.text, "exact (write in flight)", meta["model"],
+                                  meta["cost_usd"], meta["tokens_in"], meta["tokens_out"])
+        fut = self._store_pool.submit(self.parts.insert, self.cache, scope, vector, payload, **meta)
+        self._pending.add(fut)
+        fut.add_done_callback(lambda f: self._stored(f, key))
+
+    def pending_exact(self, scope: Any) -> Hit | None:
+        return self._inflight.get(scope.exact_key) if self._inflight else None
+
+    def _stored(self, fut: Future[None], key: bytes) -> None:
+        self._pending.discard(fut)
+        self._inflight.pop(key, None)
+        exc = fut.exception()
+        if exc is not None:  # a failed cache write never fails the request that produced the answer
+            log.warning("cache write failed: %s", exc)
+            self.metrics.cache_outcomes.labels("store_error").inc()
 
     def cache_stats(self) -> Any:
         return self.cache.stats()

@@ -103,26 +103,25 @@ def _attempts_of(exc: BaseException) -> list[dict[str, Any]] | None:
 
 
 def _translation_table() -> list[tuple[type[BaseException], type[ThriftyError]]]:
-    # Imported lazily: translation happens only on the error path, and engine must not pay for the
-    # rooms' imports before it needs them.
+    # Imported lazily: translation happens only on the error path. Order matters: subclasses first.
     from cache import errors as cache_errors
+    from models import errors as model_errors
     from router import errors as router_errors
 
-    table: list[tuple[type[BaseException], type[ThriftyError]]] = [
+    return [
+        (cache_errors.CacheInputError, RequestError),
         (cache_errors.CacheError, CacheFailure),
+        (model_errors.UnknownModelError, RequestError),
+        (model_errors.CatalogError, ConfigError),
+        (router_errors.NoCandidatesError, NoRouteError),
+        (router_errors.UnknownModel, RequestError),
+        (router_errors.DeadlineExceeded, UpstreamTimeout),
+        (router_errors.UpstreamError, UpstreamError),
+        (router_errors.DispatchError, UpstreamError),
+        (router_errors.ProviderError, UpstreamError),
+        (router_errors.ConfigError, ConfigError),
+        (router_errors.RouterError, RequestError),
     ]
-    for name, target in (
-        ("NoCandidatesError", NoRouteError),
-        ("DeadlineExceeded", UpstreamTimeout),
-        ("UpstreamTimeout", UpstreamTimeout),
-        ("AllAttemptsFailed", UpstreamError),
-        ("ProviderError", UpstreamError),
-        ("RouterError", RequestError),
-    ):
-        cls = getattr(router_errors, name, None)
-        if isinstance(cls, type):
-            table.append((cls, target))
-    return table
 
 
 def translate(exc: BaseException) -> ThriftyError:
@@ -134,11 +133,10 @@ def translate(exc: BaseException) -> ThriftyError:
     for source, target in _translation_table():
         if isinstance(exc, source):
             status = getattr(exc, "status", None)
-            # The caller's own mistake reported by the provider (400/401/403/404/422) is passed back as
-            # a 400-class answer, not dressed up as a gateway failure.
+            # The caller's own mistake reported by the provider (400/404/422) is passed back as a
+            # 400-class answer with the provider's message; a rejected key (401/403) is the operator's
+            # configuration, so it stays a gateway failure (502).
             if target is UpstreamError and isinstance(status, int) and status in (400, 404, 422):
-                err: ThriftyError = RequestError(str(exc), details=_attempts_of(exc))
-            else:
-                err = target(str(exc), details=_attempts_of(exc))
-            return err
+                return RequestError(str(exc), details=_attempts_of(exc))
+            return target(str(exc), details=_attempts_of(exc))
     return ThriftyError(f"internal error: {type(exc).__name__}: {exc}")

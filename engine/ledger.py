@@ -85,7 +85,7 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     answer: str | None = None
 
 
-_COLUMNS = tuple(f for f in UsageRecord.__struct_fields__) + ("day", "month")
+_COLUMNS = (*UsageRecord.__struct_fields__, "day", "month")
 _INSERT = (
     f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"

@@ -8,6 +8,7 @@ spent waiting on the upstream.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,6 @@ import numpy as np
 
 from cache import Scope, reads, scope, writes
 from engine.errors import BudgetExceeded, ThriftyError, translate
-from engine.ledger import UsageRecord
 from engine.replay import replay_chunks
 from engine.types import Completion, Meta
 from router.types import ChatChunk, ChatRequest, ChatResponse, ThriftyOptions, text_of
@@ -77,7 +77,7 @@ class Pipeline:
         ctx.scope = scope(ctx.request, namespace=namespace)
         ctx.lap("scope")
         if reads(ctx.mode):
-            hit = e.cache.lookup_exact(ctx.scope)
+            hit = e.cache.lookup_exact(ctx.scope) or e.pending_exact(ctx.scope)
             ctx.lap("exact")
             if hit is not None:
                 return self._served(ctx, hit, "exact")
@@ -92,7 +92,7 @@ class Pipeline:
         return None
 
     def _served(self, ctx: Ctx, hit: Any, kind: str) -> ChatResponse:
-        response = _decode_response(hit.payload)
+        response = _decode_response(hit.response)
         response.id = f"chatcmpl-{ctx.meta.request_id}"
         response.created = int(time.time())
         m = ctx.meta
@@ -233,6 +233,9 @@ class EngineStream:
             error = exc
             raise
         finally:
+            if error is not None and self._upstream is not None:
+                with contextlib.suppress(Exception):
+                    await self._upstream.aclose()  # release the upstream connection now, not at GC
             self._end(error=error)
 
     def _end(self, error: BaseException | None = None) -> None:

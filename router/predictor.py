@@ -163,7 +163,7 @@ class LogisticPredictor:
             extra = {"rows_x": self._rows.x.astype(np.float16), "rows_m": self._rows.model_idx, "rows_y": self._rows.y}
         buf = io.BytesIO()
         np.savez_compressed(buf, format=np.array(_FORMAT), kind=np.array(self.kind), models=np.array(self.models),
-                            weights=w, l2=np.array(self.l2), **extra)
+                            weights=w, l2=np.array(self.l2), **extra)  # type: ignore[arg-type]
         return buf.getvalue()
 
     @classmethod

@@ -1,8 +1,8 @@
 """GPTCache's side of ``thrifty bench compare``, run INSIDE GPTCache's own virtual environment.
 
 It imports nothing of thrifty's (that venv does not have it). Input: a JSON job file; output: a JSON
-result file. The job inserts ``[id, text]`` entries (the answer stored is the id), then asks ``get`` for
-each query and records what came back and how long it took, with the encoder's share timed separately
+result file. The job is a list of operations (put, get, or get-then-put-on-a-miss); for every
+lookup it records what came back and how long it took, with the encoder's share timed separately
 (GPTCache's embedding function wrapped in a timer), so "hit path without the encoder" is measured, not
 estimated. Scoring (precision, recall) happens in thrifty's process, with the same code as thrifty's
 own replay.
@@ -55,37 +55,38 @@ def _build(job: dict[str, Any], data_dir: str) -> tuple[Any, dict[str, int]]:
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
-    from gptcache.adapter.api import get
+    """Ops: ``["put", text, answer]``, ``["get", text]``, ``["get_put", text, answer]`` (put on a miss)."""
+    from gptcache.adapter.api import get, put
 
     data_dir = tempfile.mkdtemp(prefix="gptcache-bench-")
     cache, timer = _build(job, data_dir)
-    ids = [str(i) for i, _ in job["inserts"]]
-    texts = [t for _, t in job["inserts"]]
+    puts = [op for op in job["ops"] if op[0] == "put"]
     t0 = time.perf_counter()
-    batch = 256
-    for k in range(0, len(texts), batch):
-        cache.import_data(texts[k:k + batch], ids[k:k + batch])
+    for k in range(0, len(puts), 256):  # bulk: GPTCache's import_data embeds and stores in batches
+        cache.import_data([op[1] for op in puts[k:k + 256]], [op[2] for op in puts[k:k + 256]])
     insert_s = time.perf_counter() - t0
     for q in job.get("warmup", [])[:50]:  # the encoder's first calls are slow (lazy init, allocator)
         get(q, cache_obj=cache)
     answers: list[str | None] = []
     total_ns: list[int] = []
     encode_ns: list[int] = []
-    gc.disable()  # the same discipline as thrifty's timings
-    try:
-        for q in job["queries"]:
-            timer["ns"] = 0
-            t = time.perf_counter_ns()
-            ans = get(q, cache_obj=cache)
-            total_ns.append(time.perf_counter_ns() - t)
-            encode_ns.append(timer["ns"])
-            answers.append(None if ans is None else str(ans))
-    finally:
+    for op in job["ops"]:
+        if op[0] == "put":
+            continue
+        timer["ns"] = 0
+        gc.disable()  # the same discipline as thrifty's timings
+        t = time.perf_counter_ns()
+        ans = get(op[1], cache_obj=cache)
+        total_ns.append(time.perf_counter_ns() - t)
         gc.enable()
+        encode_ns.append(timer["ns"])
+        answers.append(None if ans is None else str(ans))
+        if op[0] == "get_put" and ans is None:
+            put(op[1], op[2], cache_obj=cache)
     from importlib import metadata
 
     return {"answers": answers, "total_ns": total_ns, "encode_ns": encode_ns, "insert_s": insert_s,
-            "entries": len(texts), "gptcache_version": metadata.version("gptcache"), "pid": os.getpid()}
+            "gptcache_version": metadata.version("gptcache"), "pid": os.getpid()}
 
 
 def main(argv: list[str]) -> int:
