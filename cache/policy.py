@@ -62,6 +62,7 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     substitutions: bool = True
     max_substituted_words: int = 2
     additions: bool = False
+    substitution_bar: float = 1.01
     overlap_penalty: float = 0.0
     lexicon_path: str | None = None
 
@@ -85,6 +86,7 @@ class HitPolicy:
         self.top_k = self.config.top_k
         self._lexicon: Lexicon | None = None
         self._guards: tuple[Guard, ...] = ()
+        self._substitution: Guard | None = None
         self._analyses: OrderedDict[str, Analysis] = OrderedDict()
 
     def _ready(self) -> Lexicon:
@@ -105,8 +107,10 @@ class HitPolicy:
             (bool(kinds), make_contrast_guard(kinds)),
             (cfg.entities, entity_guard),
             (cfg.direction, direction_guard),
-            (cfg.substitutions, make_substitution_guard(cfg.max_substituted_words, cfg.additions)),
         ]
+        self._substitution = (
+            make_substitution_guard(cfg.max_substituted_words, cfg.additions) if cfg.substitutions else None
+        )
         return tuple(guard for enabled, guard in chain if enabled)
 
     def _analyse(self, text: str, lexicon: Lexicon) -> Analysis:
@@ -139,6 +143,10 @@ class HitPolicy:
             return Verdict(True, max(score, bar), "identical")
         for guard in self._guards:
             reason = guard(a, b, lexicon)
+            if reason is not None:
+                return Verdict(False, score, reason)
+        if self._substitution is not None and score < self.config.substitution_bar:
+            reason = self._substitution(a, b, lexicon)
             if reason is not None:
                 return Verdict(False, score, reason)
         if self.config.overlap_penalty:

@@ -117,7 +117,10 @@ class Pipeline:
         elif verdict.action == "warn":
             ctx.meta.budget = f"warning: {verdict.message}"
         ctx.policy = policy
-        decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=policy)
+        request = ctx.request
+        if verdict.action == "downgrade" and request.model not in ("auto", ""):
+            request = msgspec.structs.replace(request, model="auto")  # a pinned model is downgraded too
+        decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=policy)
         ctx.meta.task = decision.task
         ctx.lap("route")
         return list(decision.candidates)

@@ -1,0 +1,93 @@
+"""Fixtures for engine and proxy tests: a fake upstream, engines aimed at it, live uvicorn servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from bench.fake_upstream import FakeUpstream
+from engine import Engine
+from engine.server import create_app
+
+ANSWER = "Hello from the fake upstream. The answer is 42."
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _upstream_server() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(_upstream_server: FakeUpstream) -> FakeUpstream:
+    _upstream_server.reset()
+    return _upstream_server
+
+
+def base_config(tmp_path: Path, upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
+    """An engine config whose only provider is the fake upstream, serving every catalog model."""
+    cfg: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "providers": [{"name": "fake", "kind": "openai-compatible", "base_url": upstream.url + "/v1",
+                       "retries": {"attempts": 2, "backoff_base": 0.01}}],
+        "routes": {"fake": ["*"]},
+        "dispatch": {"deadline_s": 10},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+class LiveServer:
+    """uvicorn serving an app on a loopback socket, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture
+def serve(minilm: Any) -> Iterator[Callable[..., tuple[LiveServer, Engine]]]:
+    """``serve(config_dict)`` -> (live server, its engine); stopped at teardown."""
+    started: list[LiveServer] = []
+
+    def start(config: dict[str, Any]) -> tuple[LiveServer, Engine]:
+        engine = Engine.from_config(config, encoder=minilm)
+        live = LiveServer(create_app(engine))
+        started.append(live)
+        return live, engine
+
+    yield start
+    for live in started:
+        live.stop()
