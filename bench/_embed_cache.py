@@ -1,8 +1,8 @@
-"""Embeddings of evaluation texts, cached on disk by content hash so reruns skip the encoder.
+"""Embeddings of evaluation texts, cached on disk so reruns skip the encoder.
 
 The quality evaluation embeds tens of thousands of texts; on a 2-core machine that is minutes.
-The cache file name is the hash of the encoder's name and every text, so a changed dataset or a
-changed encoder can never be served stale vectors.
+Vectors live under a folder named after the encoder (two encoders never share one), in shards named
+by the hash of their texts; a run encodes only the texts no shard holds yet.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _default_encoder() -> tuple[str, EncodeFn]:
         vecs = model.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vecs, dtype=np.float32)
 
-    return ("sentence-transformers/all-MiniLM-L6-v2", encode)
+    return ("all-MiniLM-L6-v2", encode)  # the name cache.encoder gives the same fp32 vectors
 
 
 class EmbeddingCache:
@@ -61,9 +61,14 @@ class EmbeddingCache:
             self._encoder = _default_encoder()
         return self._encoder
 
+    def _folder(self) -> Path:
+        name = self._enc()[0]
+        return self._dir / "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in name)
+
     def _load(self) -> dict[str, np.ndarray]:
         known: dict[str, np.ndarray] = {}
-        for shard in sorted(self._dir.glob("*.npz")) if self._dir.exists() else []:
+        folder = self._folder()
+        for shard in sorted(folder.glob("*.npz")) if folder.exists() else []:
             with np.load(shard, allow_pickle=False) as z:
                 known.update(zip(json.loads(str(z["texts"])), z["vecs"], strict=True))
         return known
@@ -82,8 +87,9 @@ class EmbeddingCache:
         digest = hashlib.sha256()
         for t in texts:
             digest.update(t.encode("utf-8", "surrogatepass") + b"\x00")
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._dir / f"{digest.hexdigest()[:32]}.npz"
+        folder = self._folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{digest.hexdigest()[:32]}.npz"
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, texts=np.array(json.dumps(texts)), vecs=mat)
         tmp.replace(path)

@@ -249,7 +249,7 @@ class Summary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def percentiles_ms(values_ns: Sequence[int] | np.ndarray, pcts: Sequence[float] = PERCENTILES) -> list[float]:
+def percentiles_ms(values_ns: Sequence[float] | np.ndarray, pcts: Sequence[float] = PERCENTILES) -> list[float]:
     if len(values_ns) == 0:
         return [float("nan")] * len(pcts)
     arr = np.asarray(values_ns, dtype=np.float64) / 1e6
@@ -444,7 +444,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_trivial_server(seconds: float = 600.0) -> tuple[multiprocessing.Process, int]:
+def start_trivial_server(seconds: float = 600.0) -> tuple[Any, int]:
     port = free_port()
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()

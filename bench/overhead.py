@@ -137,8 +137,12 @@ async def drive(engine: Any, timer: FinishTimer, run: PathRun, make: Callable[[i
             run.add(wall, done.meta, timer.last_ms)
 
 
+def _no_progress(n: int = 1) -> None:
+    return None
+
+
 async def measure(config: dict[str, Any], sizes: tuple[str, ...], n: int, *,
-                  advance: Callable[[int], None] = lambda n=1: None) -> list[PathRun]:
+                  advance: Callable[[int], None] = _no_progress) -> list[PathRun]:
     engine = engine_class().from_config(config)
     await engine.start()
     timer = FinishTimer(engine)

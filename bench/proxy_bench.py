@@ -48,6 +48,7 @@ def parse_args(argv: Sequence[str], prog: str, default_out: str) -> argparse.Nam
     p.add_argument("--levels", help="comma-separated client counts, e.g. 1,8,32")
     p.add_argument("--per-level", type=int, help="requests per level (also bounded by --level-seconds)")
     p.add_argument("--level-seconds", type=float)
+    p.add_argument("--hits", type=int, help="cache-hit requests per path")
     p.add_argument("--work", type=Path, help="working folder (logs, data dir); default: a temp dir")
     return p.parse_args(list(argv))
 
@@ -59,8 +60,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         levels=tuple(int(x) for x in args.levels.split(",")) if args.levels else base.levels,
         per_level=args.per_level or base.per_level,
         level_s=args.level_seconds or base.level_s,
-        stream=base.stream if not args.short else Plan.short().stream,
-        hits=base.hits,
+        stream=base.stream,
+        hits=getattr(args, "hits", None) or base.hits,
     )
 
 

@@ -92,7 +92,7 @@ def fmt(value: Cell, digits: int = 3) -> str:
 class Table:
     title: str
     columns: list[str]
-    rows: list[list[Cell]]
+    rows: list[list[Any]]
     note: str | None = None
 
     def markdown(self) -> str:
@@ -132,8 +132,8 @@ class Report:
         self.out_dir = Path(self.out_dir or Path("results") / self.suite)
         self.machine = machine()
 
-    def table(self, title: str, columns: list[str], rows: list[list[Cell]], note: str | None = None) -> Table:
-        t = Table(title, columns, rows, note)
+    def table(self, title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str | None = None) -> Table:
+        t = Table(title, columns, [list(r) for r in rows], note)
         self.tables.append(t)
         if not self.quiet:
             from rich.console import Console
@@ -220,11 +220,18 @@ def _jsonable(obj: Any) -> Any:
 def progress(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar; yields ``advance(n)``. Disabled, it yields a no-op (tests, CI logs)."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda n=1: None
+        def nothing(n: int = 1) -> None:
+            return None
+
+        yield nothing
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance

@@ -5,15 +5,19 @@
 
 A file named in both --train and --test (or --test omitted) is split deterministically by the hash of
 each prompt (50/50). Files must share one set of models. For every test prompt the router picks one
-model from the predicted P(correct) and the estimated cost (per-model linear fit of the answer's cost
-on the prompt's estimated tokens, learned on the train part), two ways, each swept over its knob:
+model from the predicted P(correct) and the estimated cost (per group and model, a linear fit of the
+answer's cost on the prompt's estimated tokens, learned on the train part; a group is a training file,
+and a test prompt's group is its nearest train-group centroid, so no test label is used), two ways,
+each swept over its knob:
 
 * ``λ``      — maximise ``P - λ·cost`` (willingness to pay);
 * ``target`` — the cheapest model whose P ≥ target (the ``target`` policy of ``router.scoring``).
 
 Every curve is scored with the test rows' real outcomes and real costs (RouterBench) or list price ×
 token estimate (RouteLLM; see bench/router_data.py). Reported: each single model, a random mix of the
-strongest and the cheapest model, the k-NN baseline and the logistic predictor; the cost share to reach
+strongest and the cheapest model, the k-NN baseline (k=40), the logistic predictor and the shipped
+group-logistic predictor (logistic + a per-(group, model) intercept; L2 by 3-fold CV on the train part
+only); the cost share to reach
 95 % / 100 % of the best single model's quality, raw (operating points actually reached) and on the
 non-decreasing convex hull (RouterBench's convention: any point between two routers is reachable by
 mixing them at random); APGR; and, for two-model data, the share of calls to the strong model at 95 %.
@@ -31,7 +35,7 @@ import numpy as np
 
 from bench.router_data import RoutingSet, embed, load_files, query_text, split_by_hash
 from models.tokens import estimate_tokens
-from router.predictor import KNNPredictor, LogisticPredictor
+from router.predictor import GroupLogisticPredictor, KNNPredictor, LogisticPredictor
 
 ROUTING = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routing"
 SUITES = {
@@ -40,6 +44,7 @@ SUITES = {
 }
 LAMBDAS = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 400)])
 TARGETS = np.linspace(0.0, 1.0, 401)
+SHIPPED = "group_logistic/lambda"  # the router thrifty ships; the checks below are made against its curve
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -75,10 +80,15 @@ def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.nd
     return np.repeat(x, m, axis=0), [data.models[j] for _ in range(n) for j in range(m)], data.correct.reshape(-1)
 
 
-def _cost_model(train: RoutingSet, tokens_tr: np.ndarray) -> np.ndarray:
-    """(2, m): intercept and slope of cost ~ tokens per model (least squares on the train part)."""
-    a = np.stack([np.ones_like(tokens_tr), tokens_tr], 1)
-    coef, *_ = np.linalg.lstsq(a, train.cost, rcond=None)
+def _cost_model(train: RoutingSet, tokens_tr: np.ndarray, group_tr: np.ndarray, n_groups: int) -> np.ndarray:
+    """(groups, 2, m): intercept and slope of cost ~ tokens per group and model (least squares, train part)."""
+    coef = np.zeros((n_groups, 2, train.cost.shape[1]))
+    for g in range(n_groups):
+        sel = group_tr == g
+        if not sel.any():
+            sel = np.ones(len(group_tr), dtype=bool)
+        a = np.stack([np.ones(int(sel.sum())), tokens_tr[sel]], 1)
+        coef[g], *_ = np.linalg.lstsq(a, train.cost[sel], rcond=None)
     return coef
 
 
@@ -141,8 +151,12 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> d
     x_te = embed([query_text(p) for p in test.prompts])
     tok_tr = np.array([estimate_tokens(p) for p in train.prompts], dtype=float)
     tok_te = np.array([estimate_tokens(p) for p in test.prompts], dtype=float)
-    coef = _cost_model(train, tok_tr)
-    cost_hat = coef[0] + tok_te[:, None] * coef[1]
+    group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)),
+                                             l2=(1.0, 3.0, 10.0), folds=3)
+    gi_tr = np.searchsorted(np.array(group_pred.groups), train.groups)
+    coef = _cost_model(train, tok_tr, gi_tr, len(group_pred.groups))
+    gi_te = group_pred.group_index(x_te)
+    cost_hat = np.maximum(coef[gi_te, 0] + tok_te[:, None] * coef[gi_te, 1], 1e-12)
     y, cost = test.correct, test.cost
     single = {m: (float(cost[:, j].sum()), float(y[:, j].mean())) for j, m in enumerate(test.models)}
     best_model = max(single, key=lambda m: single[m][1])
@@ -157,8 +171,8 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> d
         pick = np.where(rng.random(len(y)) < share, jb, jc)
         random_mix.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean())))
     logistic = LogisticPredictor.fit(*_rows(x_tr, train))
-    predictors: dict[str, KNNPredictor | LogisticPredictor] = {"knn": KNNPredictor.fit(*_rows(x_tr, train), k=40),
-                                                              "logistic": logistic}
+    predictors: dict[str, KNNPredictor | LogisticPredictor | GroupLogisticPredictor] = {
+        "knn": KNNPredictor.fit(*_rows(x_tr, train), k=40), "logistic": logistic, "group_logistic": group_pred}
     curves: dict[str, list[tuple[float, float]]] = {}
     for pname, pred in predictors.items():
         cols = [pred.models.index(m) for m in test.models]
@@ -180,14 +194,16 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> d
         "cost_source": test.cost_source, "best_single": best_model, "cheapest_single": cheap_model,
         "best_single_quality": q_best, "best_single_cost": c_best,
         "single_models": {m: {"cost": c, "cost_share": c / c_best, "quality": q} for m, (c, q) in single.items()},
-        "routers": summary, "l2": logistic.l2,
+        "routers": summary, "l2": logistic.l2, "group_l2": group_pred.l2,
+        "group_accuracy_test": float((np.array(group_pred.groups)[gi_te] == test.groups).mean())
+        if set(test.groups) <= set(group_pred.groups) else None,
         "curves": {k: [[c, q] for c, q in v] for k, v in curves.items()},
     }
     if len(test.models) == 2:
-        result["strong_call_share_at_95"] = _strong_share(logistic, x_te, cost_hat, y, cost, test, jb, 0.95 * q_best)
-    below = [m for m, (c, q) in single.items() if not _on_or_above(curves["logistic/lambda"], c, q)]
+        result["strong_call_share_at_95"] = _strong_share(group_pred, x_te, cost_hat, y, cost, test, jb, 0.95 * q_best)
+    below = [m for m, (c, q) in single.items() if not _on_or_above(curves[SHIPPED], c, q)]
     result["single_models_above_router_curve"] = below
-    result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves["logistic/lambda"], c, q) for c, q in random_mix)
+    result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves[SHIPPED], c, q) for c, q in random_mix)
     return result
 
 
@@ -196,7 +212,7 @@ def _on_or_above(points: list[tuple[float, float]], c: float, q: float, tol: flo
     return any(pc <= c * (1 + 1e-6) and pq >= q - tol for pc, pq in points)
 
 
-def _strong_share(pred: LogisticPredictor, x: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray,
+def _strong_share(pred: LogisticPredictor | GroupLogisticPredictor, x: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray,
                   test: RoutingSet, jb: int, target: float) -> float | None:
     p = pred.predict(x)[:, [pred.models.index(m) for m in test.models]]
     rows = np.arange(len(y))
@@ -217,7 +233,7 @@ def _plot(result: dict, path: Path) -> None:
 
     c_best = result["best_single_cost"]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    styles = {"logistic/lambda": ("C0", "-"), "logistic/target": ("C0", ":"), "knn/lambda": ("C1", "-"),
+    styles = {"group_logistic/lambda": ("C3", "-"), "group_logistic/target": ("C3", ":"), "logistic/lambda": ("C0", "-"), "logistic/target": ("C0", ":"), "knn/lambda": ("C1", "-"),
               "knn/target": ("C1", ":"), "random_mix": ("grey", "--")}
     for cname, (color, ls) in styles.items():
         pts = sorted(result["curves"][cname])
@@ -241,7 +257,8 @@ def _plot(result: dict, path: Path) -> None:
 
 def _print(result: dict) -> None:
     print(f"\n== {result['suite']}  train {result['train_rows']} / test {result['test_rows']} prompts; "
-          f"costs: {result['cost_source']}; logistic l2={result['l2']}")
+          f"costs: {result['cost_source']}; logistic l2={result['l2']}; group-logistic l2={result['group_l2']} "
+          f"(group from vector, test accuracy {result['group_accuracy_test']})")
     print(f"best single: {result['best_single']} quality {result['best_single_quality']:.4f} cost ${result['best_single_cost']:.4f}")
     for m, s in sorted(result["single_models"].items(), key=lambda kv: kv[1]["cost"]):
         print(f"  single {m:42s} cost share {s['cost_share']:7.3f}  quality {s['quality']:.4f}")
@@ -251,8 +268,8 @@ def _print(result: dict) -> None:
         print(f"  {cname:18s} {fmt(row['cost_share_at_95'])} {fmt(row['cost_share_at_95_hull'])} "
               f"{fmt(row['cost_share_at_100'])} {fmt(row['cost_share_at_100_hull'])} {row['apgr']:6.3f} {row['max_quality']:.4f}")
     if "strong_call_share_at_95" in result:
-        print(f"  share of {result['best_single']} calls at 95% of its quality (logistic/lambda): {result['strong_call_share_at_95']}")
-    print(f"  single models above the logistic/lambda curve: {result['single_models_above_router_curve'] or 'none'}; "
+        print(f"  share of {result['best_single']} calls at 95% of its quality ({SHIPPED}): {result['strong_call_share_at_95']}")
+    print(f"  single models above the {SHIPPED} curve: {result['single_models_above_router_curve'] or 'none'}; "
           f"random-mix points above it: {result['random_mix_points_above_router_curve']}")
 
 

@@ -43,7 +43,9 @@ _QUESTIONS = [(a, b) for a, b in workload.semantic_pairs()]
 
 def texts(size: str) -> list[tuple[str, str]]:
     """(stored, paraphrase) of about the size: the question first (what the encoder sees), then filler."""
-    filler = "" if size == "short" else " Context: " + workload.prompt(workload.SIZES[size] - 20, 3)
+    # The filler's seed differs per size: a long prompt must not begin with a medium one's text (the encoder
+    # sees only the first 256 tokens, so the two would be the same vector).
+    filler = "" if size == "short" else " Context: " + workload.prompt(workload.SIZES[size] - 20, workload.SIZES[size])
     return [(a + filler, b + filler) for a, b in _QUESTIONS]
 
 

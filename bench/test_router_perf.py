@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from models import Catalog
-from router import Constraints, LogisticPredictor, Router
+from router import Constraints, GroupLogisticPredictor, Router
 from router.types import ChatRequest, FunctionDef, Message, Tool
 
 P99_BUDGET_MS = 0.2
@@ -35,7 +35,8 @@ def _router() -> Router:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = list(catalog.ids)[:12]
     models = [ids[i % len(ids)] for i in range(len(x))]
-    pred = LogisticPredictor.fit(x, models, (rng.random(len(x)) > 0.3).astype(np.float32), l2=10.0)
+    groups = [("arc", "mbpp", "winogrande")[i % 3] for i in range(len(x))]  # the shipped predictor's shape
+    pred = GroupLogisticPredictor.fit(x, models, (rng.random(len(x)) > 0.3).astype(np.float32), groups=groups, l2=10.0)
     return Router(catalog, predictor=pred, available_providers=None)
 
 

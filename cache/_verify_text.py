@@ -17,33 +17,66 @@ from pathlib import Path
 # and a megabyte prompt must not turn one lookup into a second of regex work.
 MAX_ANALYSED_CHARS = 4096
 
-_CONTRACTIONS = (
-    (re.compile(r"\bwon'?t\b", re.I), "will not"),
-    (re.compile(r"\bcan'?t\b|\bcannot\b", re.I), "can not"),
-    (re.compile(r"\bshan't\b", re.I), "shall not"),
-    (re.compile(r"n't\b", re.I), " not"),
-    (re.compile(r"'(?:s|re|ve|ll|d|m)\b", re.I), ""),
-)
+_CONTRACTION_RE = re.compile(r"\b(won'?t|can'?t|cannot|shan't)\b|n't\b|'(?:s|re|ve|ll|d|m)\b", re.I)
+_CONTRACTION_WORDS = {
+    "wont": "will not",
+    "won't": "will not",
+    "cant": "can not",
+    "can't": "can not",
+    "cannot": "can not",
+    "shan't": "shall not",
+}
+_SENTENCE_END_RE = re.compile(r"[.!?:;\n\"']")
 # Words (with c++, c#, node.js, objective-c style names kept whole), numbers (1,000.5), symbols
 # that carry meaning ($, %, ->), everything else is a separator.
 _TOKEN_RE = re.compile(
     r"[^\W\d_]+(?:\+\+|#|\.(?:js|net|py))?"
-    r"|\d+(?:,\d{3})*(?:\.\d+)?"
+    r"|\d+(?:,\d{3})*(?:\.\d+)*"
     r"|->|=>|[$€£%+*/=^<>-]",
 )
-_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)*")
 _ORDINAL_SUFFIX = frozenset({"st", "nd", "rd", "th"})
 _SMALL = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
-    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "dozen": 12,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "dozen": 12,
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _ROMAN = {"ii": 2, "iii": 3, "iv": 4, "vi": 6, "vii": 7, "viii": 8, "ix": 9, "xi": 11, "xii": 12}
-STOPWORDS = frozenset(
-    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing", "have", "has", "had", "having", "i", "me", "my", "we", "our", "you", "your", "he", "she", "it", "its", "they", "them", "their", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "to", "of", "in", "on", "at", "by", "for", "with", "from", "about", "as", "into", "than", "then", "so", "and", "or", "but", "if", "there", "here", "some", "any", "all", "each", "every", "just", "also", "very", "really", "please", "tell", "give", "show", "me", "us", "let", "get", "got", "make", "way", "thing", "things", "one", "ones", "use", "using", "used"]
+_STOPWORD_TEXT = (
+    "a an the is are was were be been being am do does did doing have has had having i me my we our "
+    "you your he she it its they them their this that these those what which who whom whose when "
+    "where why how can could should would will shall may might must to of in on at by for with from "
+    "about as into than then so and or but if there here some any all each every just also very "
+    "really please tell give show me us let get got make way thing things one ones use using used "
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +94,13 @@ class Analysis:
 
     tokens: tuple[str, ...]  # canonical forms, in order
     bag: frozenset[str]
-    numbers: frozenset[float]
-    durations: frozenset[tuple[float, float]]  # (value, seconds) for numbers bound to a time unit: "one minute" == "60 seconds"
-    bound_units: frozenset[tuple[float, str]]  # (value, unit) where a unit follows a number
+    numbers: frozenset[str]  # canonical values: "5", "0.5", "1000", versions stay "2.2.3"
+    durations: frozenset[tuple[str, float]]  # (value, seconds) for numbers bound to a time unit
+    bound_units: frozenset[tuple[str, str]]  # (value, unit) where a unit follows a number
     negations: int
     entities: frozenset[str]
     normalised: str
+    prefixed: tuple[tuple[str, str, str], ...]  # (word, polarity prefix or "", rest) for words >= 4 chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +143,9 @@ class Lexicon:
         phrases = {k.lower(): v for k, v in raw.get("phrases", {}).items()}
         phrase_re = (
             re.compile(
-                r"(?<!\w)(?:" + "|".join(re.escape(k) for k in sorted(phrases, key=len, reverse=True)) + r")(?!\w)",
+                r"(?<!\w)(?:"
+                + "|".join(re.escape(k) for k in sorted(phrases, key=len, reverse=True))
+                + r")(?!\w)",
                 re.I,
             )
             if phrases
@@ -165,11 +201,15 @@ def _canonical(word: str, synonyms: dict[str, str]) -> str:
     return synonyms.get(stemmed, stemmed)
 
 
+def _expand(m: re.Match[str]) -> str:
+    word = m.group(1)
+    if word:
+        return _CONTRACTION_WORDS[word.lower()]
+    return " not" if m.group(0).lower() == "n't" else ""
+
+
 def _normalise(text: str) -> str:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    for pattern, repl in _CONTRACTIONS:
-        text = pattern.sub(repl, text)
-    return text
+    return _CONTRACTION_RE.sub(_expand, text.replace("\u2019", "'").replace("\u2018", "'"))
 
 
 def _word_value(words: list[str]) -> float:
@@ -189,33 +229,37 @@ def _analyse(text: str, lex: Lexicon) -> Analysis:
     norm = _normalise(text)
     if lex.phrase_re is not None:
         norm = lex.phrase_re.sub(lambda m: lex.phrases[m.group(0).lower()], norm)
-    raw = _TOKEN_RE.findall(norm)
-    starts = _sentence_starts(norm, raw)
+    raw: list[str] = []
+    starts = {0}
+    prev_end = 0
+    for m in _TOKEN_RE.finditer(norm):
+        if raw and _SENTENCE_END_RE.search(norm, prev_end, m.start()):
+            starts.add(len(raw))
+        raw.append(m.group())
+        prev_end = m.end()
     tokens: list[Token] = []
-    numbers: list[tuple[int, float]] = []  # (token index, value)
+    numbers: list[tuple[int, str]] = []  # (token index, canonical value)
     word_run: list[str] = []
     i = 0
     while i < len(raw):
         piece = raw[i]
         low = piece.lower()
         if _NUMBER_RE.fullmatch(piece):
-            numbers.append((len(tokens), float(piece.replace(",", ""))))
+            numbers.append((len(tokens), _number_value(piece)))
             tokens.append(Token(f"#{len(numbers) - 1}", False, False))
             if i + 1 < len(raw) and raw[i + 1].lower() in _ORDINAL_SUFFIX:
                 i += 1  # 10th: the value is what matters, the suffix is noise
         elif low in _SMALL or (low in _SCALES and (word_run or (tokens and tokens[-1].canon == "a"))):
             word_run.append(low)
-            if i + 1 >= len(raw) or (
-                raw[i + 1].lower() not in _SMALL and raw[i + 1].lower() not in _SCALES
-            ):
-                numbers.append((len(tokens), _word_value(word_run)))
+            if i + 1 >= len(raw) or (raw[i + 1].lower() not in _SMALL and raw[i + 1].lower() not in _SCALES):
+                numbers.append((len(tokens), _fmt(_word_value(word_run))))
                 tokens.append(Token(f"#{len(numbers) - 1}", False, False))
                 word_run = []
         elif low in _ROMAN and piece.isupper() and tokens and tokens[-1].capitalised:
-            numbers.append((len(tokens), float(_ROMAN[low])))
+            numbers.append((len(tokens), str(_ROMAN[low])))
             tokens.append(Token(f"#{len(numbers) - 1}", False, False))
         elif piece == "I" and tokens and tokens[-1].capitalised and not tokens[-1].sentence_start:
-            numbers.append((len(tokens), 1.0))  # World War I, Phase I
+            numbers.append((len(tokens), "1"))  # World War I, Phase I
             tokens.append(Token(f"#{len(numbers) - 1}", False, False))
         else:
             cap = piece[:1].isupper() or any(ch.isupper() for ch in piece[1:]) or piece[-1:] in "+#"
@@ -227,27 +271,10 @@ def _analyse(text: str, lex: Lexicon) -> Analysis:
     return _assemble(tokens, numbers, lex, norm)
 
 
-def _sentence_starts(norm: str, raw: list[str]) -> set[int]:
-    """Indices of tokens that open a sentence, where capitals say nothing about names."""
-    starts = {0}
-    pos = 0
-    for idx, piece in enumerate(raw):
-        found = norm.find(piece, pos)
-        if found < 0:
-            continue
-        before = norm[pos:found]
-        if idx and re.search(r"[.!?:;\n\"']\s*$", before):
-            starts.add(idx)
-        pos = found + len(piece)
-    return starts
-
-
-def _assemble(tokens: list[Token], numbers: list[tuple[int, float]], lex: Lexicon, norm: str) -> Analysis:
+def _assemble(tokens: list[Token], numbers: list[tuple[int, str]], lex: Lexicon, norm: str) -> Analysis:
     values = [v for _, v in numbers]
-    canon = [
-        (f"#{_fmt(values[int(t.canon[1:])])}" if t.canon.startswith("#") else t.canon) for t in tokens
-    ]
-    bound: set[tuple[float, str]] = set()
+    canon = [(f"#{values[int(t.canon[1:])]}" if t.canon.startswith("#") else t.canon) for t in tokens]
+    bound: set[tuple[str, str]] = set()
     for pos, value in numbers:
         for nxt in canon[pos + 1 : pos + 3]:
             if nxt in lex.units:
@@ -258,7 +285,10 @@ def _assemble(tokens: list[Token], numbers: list[tuple[int, float]], lex: Lexico
     entities = set()
     for t in tokens:
         if t.canon in lex.entity_words or (
-            t.capitalised and not t.sentence_start and len(t.canon) > 1 and t.canon not in STOPWORDS
+            t.capitalised
+            and not t.sentence_start
+            and len(t.canon) > 1
+            and t.canon not in STOPWORDS
             and not t.canon.startswith("#")
         ):
             entities.add(t.canon)
@@ -266,12 +296,29 @@ def _assemble(tokens: list[Token], numbers: list[tuple[int, float]], lex: Lexico
         tokens=tuple(canon),
         bag=frozenset(canon),
         numbers=frozenset(values),
-        durations=frozenset((v, v * lex.time_seconds[u]) for v, u in bound if u in lex.time_seconds),
+        durations=frozenset(
+            (v, float(v) * lex.time_seconds[u])
+            for v, u in bound
+            if u in lex.time_seconds and v.count(".") <= 1
+        ),
         bound_units=frozenset(bound),
         negations=sum(1 for c in canon if c in lex.negation),
         entities=frozenset(entities),
         normalised=" ".join(canon),
+        prefixed=tuple(
+            (w, p, w[len(p) :])
+            for w in set(canon)
+            if w.isalpha() and w not in STOPWORDS
+            for p in (*lex.polarity_prefixes, "")
+            if w.startswith(p) and len(w) - len(p) >= 4
+        ),
     )
+
+
+def _number_value(piece: str) -> str:
+    if piece.count(".") > 1:
+        return piece  # a version such as 2.2.3
+    return _fmt(float(piece.replace(",", "")))
 
 
 def _fmt(value: float) -> str:

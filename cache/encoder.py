@@ -256,8 +256,13 @@ ENCODERS: dict[str, Callable[[], Encoder]] = {
 }
 
 
-def default_encoder(backend: str = "auto") -> Encoder:
-    """A lazily-loaded MiniLM encoder; ``backend`` is one of ``ENCODERS`` (``auto`` picks the fastest)."""
+def default_encoder(backend: str | None = None) -> Encoder:
+    """A lazily-loaded MiniLM encoder; ``backend`` is one of ``ENCODERS``.
+
+    ``None`` reads ``THRIFTY_ENCODER_BACKEND`` and defaults to ``auto`` (ONNX fp32, else torch: the
+    reference vectors). ``onnx-int8`` is 2-3x faster on long prompts at cosine >= 0.99 to the reference.
+    """
+    backend = backend or os.environ.get("THRIFTY_ENCODER_BACKEND") or "auto"
     try:
         return ENCODERS[backend]()
     except KeyError:

@@ -32,7 +32,9 @@ class IndexParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     exact_max: int = 4096  # vectors searched exactly before switching to HNSW
     hnsw_m: int = 32
     ef_construction: int = 80
-    ef_search: int = 96
+    ef_search: int = 96  # above ef_small_max vectors (recall >= 0.99 at 100k on random data)
+    ef_search_small: int = 48  # up to ef_small_max vectors: the graph is small, fewer hops suffice
+    ef_small_max: int = 30_000
     compact_ratio: float = 0.25  # rebuild HNSW once this share of its rows is deleted
 
 
@@ -125,8 +127,9 @@ class PartitionIndex:
             if self._hnsw is None:
                 scores, rows = faiss.knn(q, self._vecs[: self._n], k, metric=faiss.METRIC_INNER_PRODUCT)
             else:
-                params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-                    efSearch=max(self.params.ef_search, k))
+                p = self.params
+                ef = p.ef_search_small if self._n <= p.ef_small_max else p.ef_search
+                params = faiss.SearchParametersHNSW(efSearch=max(ef, k))  # type: ignore[attr-defined]
                 if self._dead and self._bitmap is not None:
                     params.sel = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(self._bitmap))
                 scores, rows = self._hnsw.search(q, k, params=params)

@@ -8,6 +8,7 @@ change log, checked at most every ``refresh_interval_s`` on lookup.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from cache.store import EVICTION_POLICIES, Entry, LogOp, Snapshot, Store
 
 if TYPE_CHECKING:
     from cache.policy import HitPolicy
+
+log = logging.getLogger(__name__)
 
 
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -97,6 +100,8 @@ class SemanticCache:
         self._snap_seq = 0
         self._n = dict.fromkeys(_COUNTERS, 0)
         self._closed = False
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._load_index()
 
     @classmethod
@@ -124,6 +129,9 @@ class SemanticCache:
         if self._closed:
             return
         self._closed = True
+        if self._sweeper is not None:
+            self._stop.set()
+            self._sweeper.join()
         self.flush_hits()
         self.store.close()
 
@@ -150,6 +158,9 @@ class SemanticCache:
         policy = self.policy
         ids, scores = self._index.search(scope.partition, vector, policy.top_k)
         bar = policy.first_bar if threshold is None else min(policy.first_bar, threshold)
+        if not len(scores) or scores[0] < bar:
+            self._n["misses"] += 1
+            return None
         now = time.time()
         with self.store.read() as txn:
             for entry_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
@@ -217,6 +228,21 @@ class SemanticCache:
         return v if abs(norm - 1.0) < 1e-3 else v / norm
 
     # ------------------------------------------------------------------------------------ housekeeping
+    def start_sweeper(self, interval_s: float = 5.0) -> None:
+        """Run ``sweep()`` every ``interval_s`` in a daemon thread until ``close()``."""
+        if self._sweeper is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.sweep()
+                except Exception:  # upkeep must never kill the thread; the next round retries
+                    log.exception("cache sweep failed")
+
+        self._sweeper = threading.Thread(target=loop, name="thrifty-cache-sweeper", daemon=True)
+        self._sweeper.start()
+
     def sweep(self, now: float | None = None) -> dict[str, int]:
         """Off-hot-path upkeep: expire, evict to bounds, flush hit counts, snapshot, trim the log."""
         now = time.time() if now is None else now
@@ -243,7 +269,7 @@ class SemanticCache:
                 ids, vecs, blob = index.state()
                 if len(ids):
                     parts.append((partition, ids.tobytes(), vecs.tobytes(), blob))
-            snap = Snapshot(self._applied, self.store.encoder_name, self.dim, parts)
+            snap = Snapshot(self.store.cache_id, self._applied, self.store.encoder_name, self.dim, parts)
         self.store.write_snapshot(snap)
         self._snap_seq = snap.seq
         # Keep some log behind the snapshot so slightly lagging processes can still catch up incrementally.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,6 +76,7 @@ class LogOp(msgspec.Struct, array_like=True):
 
 
 class Snapshot(msgspec.Struct, array_like=True):
+    cache_id: bytes  # meta "id" of the cache it belongs to: a stale file from another cache is ignored
     seq: int
     encoder: str
     dim: int
@@ -124,6 +126,9 @@ class Store:
         self.encoder_name, self.dim = encoder_name, dim
         self.max_map_size = max(max_map_size, map_size)
         self.env = _open_env(self.path, map_size, durable)
+        self._gate = threading.Condition()  # open transactions vs. map resizes (see _Txn)
+        self._open_txns = 0
+        self._resizing = False
         try:
             self._check_or_init()
         except BaseException:
@@ -143,6 +148,7 @@ class Store:
         except lmdb.Error as e:
             raise CorruptCacheError(f"{self.path} holds an LMDB database that thrifty did not write ({e})") from e
         meta = self._meta()
+        self.cache_id = meta.get("id", b"")
         if meta.get("magic") != MAGIC:
             raise CorruptCacheError(f"{self.path} holds an LMDB database that thrifty did not write")
         schema = int(meta.get("schema", b"0"))
@@ -171,6 +177,7 @@ class Store:
                     b"encoder": self.encoder_name.encode(),
                     b"dim": str(self.dim).encode(),
                     b"created": repr(time.time()).encode(),
+                    b"id": os.urandom(16),
                     b"seq": u64(0),
                 }.items():
                     txn.put(k, v, db=meta)
@@ -183,24 +190,16 @@ class Store:
         self.env.close()
 
     # ------------------------------------------------------------------------------------ transactions
-    def read(self) -> lmdb.Transaction:
-        try:
-            return self.env.begin(buffers=False)
-        except lmdb.MapResizedError:  # another process grew the map: adopt its size
-            self.env.set_mapsize(0)
-            return self.env.begin(buffers=False)
+    def read(self) -> _Txn:
+        """A read transaction as a context manager: ``with store.read() as txn: ...``."""
+        return _Txn(self, write=False)
 
     def write(self, fn: Callable[[lmdb.Transaction], Any], on_full: Callable[[], bool] | None = None) -> Any:
         """Run ``fn`` in one write transaction; on a full map grow it (doubling), then ``on_full``."""
         evictions = 0
         while True:
             try:
-                try:
-                    txn = self.env.begin(write=True)
-                except lmdb.MapResizedError:
-                    self.env.set_mapsize(0)
-                    continue
-                with txn:
+                with _Txn(self, write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError as e:
                 if self._grow():
@@ -219,8 +218,20 @@ class Store:
         size = self.env.info()["map_size"]
         if size >= self.max_map_size:
             return False
-        self.env.set_mapsize(min(size * 2, self.max_map_size))
+        self._resize(min(size * 2, self.max_map_size))
         return True
+
+    def _resize(self, size: int) -> None:
+        """``set_mapsize`` (0 = adopt another process's size); LMDB requires no open txn in this process."""
+        with self._gate:
+            self._resizing = True
+            while self._open_txns:
+                self._gate.wait()
+            try:
+                self.env.set_mapsize(size)
+            finally:
+                self._resizing = False
+                self._gate.notify_all()
 
     # ------------------------------------------------------------------------------------ writes
     def insert(self, entry: Entry, vector: np.ndarray | None, on_full: Callable[[], bool] | None = None) -> int:
@@ -429,9 +440,52 @@ class Store:
             snap = _snap_dec.decode(self.snapshot_path.read_bytes())
         except (OSError, msgspec.DecodeError):
             return None
-        if (snap.encoder, snap.dim) != (self.encoder_name, self.dim):
+        if (snap.cache_id, snap.encoder, snap.dim) != (self.cache_id, self.encoder_name, self.dim):
             return None
         return snap
+
+
+class _Txn:
+    """A transaction counted in the store's gate, so a map resize waits until none is open."""
+
+    __slots__ = ("store", "txn", "write")
+
+    def __init__(self, store: Store, write: bool) -> None:
+        self.store, self.write = store, write
+
+    def __enter__(self) -> lmdb.Transaction:
+        store = self.store
+        with store._gate:
+            while store._resizing:
+                store._gate.wait()
+            store._open_txns += 1
+        try:
+            try:
+                self.txn = store.env.begin(write=self.write, buffers=False)
+            except lmdb.MapResizedError:  # another process grew the map: adopt its size, then retry
+                self._leave()
+                store._resize(0)
+                return self.__enter__()
+        except BaseException:
+            self._leave()
+            raise
+        return self.txn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None and self.write:
+                self.txn.commit()
+            else:
+                self.txn.abort()
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        store = self.store
+        with store._gate:
+            store._open_txns -= 1
+            if not store._open_txns:
+                store._gate.notify_all()
 
 
 def _open_env(path: Path, map_size: int, durable: bool) -> lmdb.Environment:

@@ -32,7 +32,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.raw.server.host
     port = args.port or settings.raw.server.port
     workers = args.workers or settings.raw.server.workers
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("thrifty").setLevel(logging.INFO)
     if workers > 1:
         mp = settings.data_dir / "metrics"
         mp.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,14 @@ from router.candidate import Candidate
 from router.classify import TaskClassifier
 from router.constraints import Constraints, Requirements, requirements
 from router.errors import NoCandidatesError, RankingError, RouterError, StateError, UnknownModel
-from router.predictor import KNNPredictor, LogisticPredictor, QualityPredictor, load_predictor, save_predictor
+from router.predictor import (
+    GroupLogisticPredictor,
+    KNNPredictor,
+    LogisticPredictor,
+    QualityPredictor,
+    load_predictor,
+    save_predictor,
+)
 from router.rank import Decision, Router
 from router.rules import RoutingRule, load_rules
 from router.scoring import POLICIES
@@ -14,6 +21,7 @@ __all__ = [
     "Candidate",
     "Constraints",
     "Decision",
+    "GroupLogisticPredictor",
     "KNNPredictor",
     "LogisticPredictor",
     "NoCandidatesError",

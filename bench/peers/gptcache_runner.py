@@ -37,6 +37,11 @@ def _build(job: dict[str, Any], data_dir: str) -> tuple[Any, dict[str, int]]:
     from gptcache.processor.pre import get_prompt
     from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
 
+    import torch
+
+    # thrifty's encoder runs one intra-op thread (measured fastest on 2 cores); the same for GPTCache's, so
+    # that the encoders compare like for like and neither fights the other processes for cores.
+    torch.set_num_threads(int(job.get("torch_threads", 1)))
     encoder = SBERT(_model_path(job))
     timer = {"ns": 0}
 

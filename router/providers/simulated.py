@@ -32,7 +32,16 @@ from router.types import (
 )
 
 FINGERPRINT = "thrifty-simulated"
-_WORDS = ["the", "answer", "depends", "on", "the", "details", "but", "in", "short", "a", "careful", "approach", "works", "best", "here", "consider", "the", "inputs", "check", "the", "assumptions", "then", "apply", "the", "standard", "method", "and", "verify", "the", "result", "against", "a", "simple", "example", "before", "relying", "on", "it", "in", "production"]
+_SENTENCES = (
+    "The short answer depends on the details, but a careful approach works best here.",
+    "Start from the inputs, check the assumptions, then apply the standard method.",
+    "Verify the result against a simple example before relying on it in production.",
+    "If the constraints change, revisit the first step rather than patching the last one.",
+    "Most of the cost is in the first attempt; later refinements are cheap.",
+    "A worked example usually makes the general rule easier to follow.",
+    "Edge cases deserve a test of their own, especially empty and very large inputs.",
+    "When in doubt, measure before and after the change.",
+)
 
 
 class SimulatedProvider:
@@ -55,8 +64,13 @@ class SimulatedProvider:
         rng = random.Random(int.from_bytes(digest, "big"))
         n = self.config.simulated.answer_words
         cap = request.max_completion_tokens or request.max_tokens
-        words = [rng.choice(_WORDS) for _ in range(n)]
-        text = f"[simulated {route.model}] " + " ".join(words).capitalize() + "."
+        question = text_of(request.messages[-1].content).strip().replace("\n", " ") if request.messages else ""
+        if len(question) > 80:
+            question = question[:77] + "..."
+        parts = [f'[simulated {route.model}] A simulated answer to "{question}".']
+        while sum(len(p.split()) for p in parts) < n:
+            parts.append(rng.choice(_SENTENCES))
+        text = " ".join(parts)
         if cap is not None:
             text = text[: max(1, cap * 4)]
         prompt_tokens = estimate_messages([text_of(m.content) for m in request.messages])

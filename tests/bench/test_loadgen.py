@@ -167,6 +167,7 @@ def test_added_is_per_percentile_difference() -> None:
 def test_percentiles_match_numpy() -> None:
     values = list(range(1_000_000, 101_000_000, 1_000_000))  # 1..100 ms
     p50, p95, p99 = lg.percentiles_ms(values)
+    assert p50 <= p95 <= p99
     assert p50 == pytest.approx(float(np.percentile(np.arange(1, 101), 50)))
     assert p99 == pytest.approx(float(np.percentile(np.arange(1, 101), 99)))
     assert all(np.isnan(lg.percentiles_ms([])))

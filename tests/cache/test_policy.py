@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cache.policy import HitPolicy, PolicyConfig, Verdict, default_policy
+from cache.policy import PRESETS, HitPolicy, PolicyConfig, Verdict, default_policy
 
 NEAR_MISSES = Path(__file__).resolve().parents[1] / "data" / "near_misses.jsonl"
 HIGH = 0.97  # a similarity above any threshold: only the guards can refuse
@@ -26,7 +26,11 @@ def policy() -> HitPolicy:
     [
         ("Convert 5 km to miles.", "Convert 50 km to miles.", "number"),
         ("Set a timer for twenty minutes.", "Set a timer for fifteen minutes.", "number"),
-        ("How many calories do I burn walking 5 km?", "How many calories do I burn walking 5 miles?", "number"),
+        (
+            "How many calories do I burn walking 5 km?",
+            "How many calories do I burn walking 5 miles?",
+            "number",
+        ),
         ("Explain the causes of World War I.", "Explain the causes of World War II.", "number"),
         ("Write a 500-word essay on Rome.", "Write a 1,000-word essay on Rome.", "number"),
         ("Why does my build pass?", "Why doesn't my build pass?", "negation"),
@@ -50,7 +54,11 @@ def policy() -> HitPolicy:
         ("Explain quantum computing for beginners.", "Explain quantum computing for experts.", "scope"),
         ("What's the largest planet?", "What's the smallest planet?", "antonym"),
         ("Sort the rows in ascending order.", "Sort the rows in descending order.", "antonym"),
-        ("What are the advantages of microservices?", "What are the disadvantages of microservices?", "negation"),
+        (
+            "What are the advantages of microservices?",
+            "What are the disadvantages of microservices?",
+            "negation",
+        ),
     ],
 )
 def test_guard_rejects_its_near_miss(policy: HitPolicy, query: str, candidate: str, reason: str) -> None:
@@ -75,6 +83,9 @@ def test_guard_rejects_its_near_miss(policy: HitPolicy, query: str, candidate: s
         ("You need to write a 2000 word essay in 4 days", "An essay must be 2000 words in four days"),
         ("How do I sort files by size?", "How do I sort files by their sizes?"),
         ("Which city serves as the capital of France?", "What is the capital of France?"),
+        ("Should I learn French and German?", "Should I learn German and French?"),
+        ("Can a person love two persons at once?", "Can someone love two people at once?"),
+        ("What's the dumbest thing you believed as a kid?", "What dumb thing did you believe as a child?"),
     ],
 )
 def test_tricky_paraphrase_passes(policy: HitPolicy, query: str, candidate: str) -> None:
@@ -83,13 +94,69 @@ def test_tricky_paraphrase_passes(policy: HitPolicy, query: str, candidate: str)
     assert verdict.reason == "ok" or verdict.reason == "identical"
 
 
+def test_version_numbers_and_durations(policy: HitPolicy) -> None:
+    assert not policy.verify(
+        "When will Milvus 2.3 be released?", "When was Milvus 2.2.3 released?", HIGH
+    ).accept
+    assert policy.verify("Is it done in 2 weeks?", "Is it done in two weeks?", HIGH).accept
+    # the same duration in another unit is the same quantity, another duration is not
+    assert policy.verify("Wait for one minute then retry", "Wait for 60 seconds then retry", HIGH).accept
+    assert not policy.verify("Wait for one minute then retry", "Wait for 90 seconds then retry", HIGH).accept
+    assert not policy.verify("Set the timeout to 30 seconds.", "Set the timeout to 30 minutes.", HIGH).accept
+
+
+def test_role_swap_is_a_direction_change(policy: HitPolicy) -> None:
+    verdict = policy.verify("Why do women prefer tall men?", "Why do men prefer tall women?", HIGH)
+    assert not verdict.accept and verdict.reason.startswith("direction")
+
+
+def test_substitution_is_a_soft_guard() -> None:
+    recall = HitPolicy(PRESETS["recall"])
+    q, c = "How do I replace a bike chain?", "How do I replace a bike tire?"
+    verdict = recall.verify(q, c, 0.90)
+    assert not verdict.accept and verdict.reason.startswith("substitution")
+    assert verdict.score == pytest.approx(0.90 - recall.config.substitution_penalty)
+    # heavy rewording is not a substitution
+    assert recall.verify(
+        "Who wrote Pride and Prejudice?",
+        "Which author is responsible for the novel Pride and Prejudice?",
+        0.7,
+    ).accept
+    # word endings are not substitutions
+    assert recall.verify(
+        "How is Milvus utilized in Zilliz Cloud?", "How is Milvus utilize in Zilliz Cloud?", 0.9
+    ).accept
+    # above the balanced default's substitution bar a small swap passes (used / utilised)
+    balanced = default_policy()
+    assert balanced.verify(
+        "How is Milvus used in Zilliz Cloud?", "How is Milvus utilised in Zilliz Cloud?", 0.95
+    ).accept
+    assert not balanced.verify(q, c, 0.90, threshold=0.8).accept
+
+
+def test_presets_are_valid_and_ordered() -> None:
+    assert set(PRESETS) == {"strict", "balanced", "recall"}
+    assert PRESETS["balanced"] == PolicyConfig()
+    assert PRESETS["recall"].threshold < PRESETS["balanced"].threshold < PRESETS["strict"].threshold
+
+
+def test_long_prompts_compare_their_remainder(policy: HitPolicy) -> None:
+    big = "Summarise this log and list every error. " * 30_000
+    assert policy.verify(big, big, 0.99).accept
+    verdict = policy.verify(big, big + " Also count warnings.", 0.99)
+    assert not verdict.accept and verdict.reason.startswith("long prompt")
+    assert policy.verify(big + " a", big + " a", 0.99).accept
+
+
 def test_near_miss_file_is_mostly_rejected(policy: HitPolicy) -> None:
     rows = [json.loads(line) for line in NEAR_MISSES.read_text().splitlines()]
     assert len(rows) >= 200
     assert all(r["label"] == 0 and r["kind"] for r in rows)
     refused = sum(not policy.verify(r["a"], r["b"], HIGH).accept for r in rows)
-    # "other" near-misses are left to the threshold; every listed kind should mostly be caught
-    assert refused / len(rows) >= 0.85
+    assert refused / len(rows) >= 0.85  # hard guards alone, at a similarity above every threshold
+    recall = HitPolicy(PRESETS["recall"])
+    refused = sum(not recall.verify(r["a"], r["b"], 0.9).accept for r in rows)
+    assert refused / len(rows) >= 0.97  # with the substitution guard below its bar
 
 
 def test_identical_text_is_accepted_even_below_threshold(policy: HitPolicy) -> None:
@@ -159,11 +226,11 @@ def test_verify_never_raises_and_is_symmetric(a: str, b: str, sim: float) -> Non
     assert one.reason.split(":")[0] == two.reason.split(":")[0]
 
 
-_WORDS = (
-    "convert 5 50 five km miles to from into than celsius fahrenheit json yaml not never no enable "
-    "disable Austria Australia Python Java summer winter how do I the a of in for largest smallest "
-    "lock unlock first last 2 II World War"
-).split()
+_VOCAB = (
+    "convert 5 50 five km miles to from into than celsius fahrenheit json yaml not never no enable disable Austria "
+    "Australia Python Java summer winter how do I the a of in for largest smallest lock unlock first last 2 II World War"
+)
+_WORDS = _VOCAB.split()
 
 
 @settings(max_examples=300, deadline=None)

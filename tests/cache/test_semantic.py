@@ -275,3 +275,59 @@ def test_modes() -> None:
         (True, True), (False, False), (True, False), (False, True)]
     with pytest.raises(CacheInputError, match="unknown cache mode"):
         reads("sometimes")
+
+
+def test_background_sweeper_expires_entries(open_cache) -> None:  # type: ignore[no-untyped-def]
+    c = open_cache()
+    put(c, "ephemeral", b"x", ttl_s=0.05)
+    c.start_sweeper(interval_s=0.05)
+    deadline = time.monotonic() + 5
+    while c.stats().entries and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert c.stats().entries == 0 and c.stats().expired == 1
+    c.close()  # stops the thread
+    assert c._sweeper is not None and not c._sweeper.is_alive()
+
+
+def test_map_growth_while_other_threads_read(tmp_path: Path) -> None:
+    import threading
+
+    cfg = CacheConfig(map_size=128 << 10, max_map_size=64 << 20, durable=False)
+    c = SemanticCache.open(tmp_path / "g", "hashing-64", 64, cfg, policy=CosinePolicy())
+    put(c, "anchor", b"a")
+    stop, errors = threading.Event(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                assert ask(c, "anchor").response == b"a"
+                time.sleep(0.0005)  # leave the GIL to the writer now and then
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(60):  # ~1.2 MB through a 128 KB map: several resizes under concurrent reads
+        put(c, f"filler {i}", os.urandom(20_000))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and c.store.env.info()["map_size"] > 128 << 10
+    assert c.stats().entries == 61
+    c.close()
+
+
+def test_snapshot_of_another_cache_is_ignored(open_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a = open_cache(tmp_path / "a")
+    put(a, "only in a", b"a")
+    a.snapshot()
+    a.close()
+    b = open_cache(tmp_path / "b")
+    for i in range(3):
+        put(b, f"only in b {i}", b"b")
+    b.close()
+    (tmp_path / "b" / "index.snapshot").write_bytes((tmp_path / "a" / "index.snapshot").read_bytes())
+    b2 = open_cache(tmp_path / "b")
+    assert len(b2._index) == 3 and ask(b2, "only in b 1 ", threshold=0.8) is not None

@@ -8,6 +8,7 @@ import pytest
 from models import Catalog, ModelEntry, Price, Route
 from router import (
     Constraints,
+    GroupLogisticPredictor,
     KNNPredictor,
     LogisticPredictor,
     Router,
@@ -29,7 +30,7 @@ def _outcomes(n: int = 300, seed: int = 1) -> tuple[np.ndarray, list[str], np.nd
     return vecs, models, np.concatenate([weak, np.ones(n, dtype=np.float32)])
 
 
-@pytest.mark.parametrize("cls", [LogisticPredictor, KNNPredictor])
+@pytest.mark.parametrize("cls", [LogisticPredictor, KNNPredictor, GroupLogisticPredictor])
 def test_predictor_learns_where_a_model_is_good(cls) -> None:
     x, models, y = _outcomes()
     p = cls.fit(x, models, y)
@@ -42,7 +43,7 @@ def test_predictor_learns_where_a_model_is_good(cls) -> None:
     assert pred.shape == (2, 2) and p.predict(probe[0]).shape == (2,)
 
 
-@pytest.mark.parametrize("cls", [LogisticPredictor, KNNPredictor])
+@pytest.mark.parametrize("cls", [LogisticPredictor, KNNPredictor, GroupLogisticPredictor])
 def test_state_round_trips(cls, tmp_path) -> None:
     x, models, y = _outcomes(80)
     p = cls.fit(x, models, y)
@@ -64,6 +65,38 @@ def test_partial_fit_learns_a_new_model_from_logged_outcomes() -> None:
     probe = np.zeros(16, dtype=np.float32)
     probe[0] = -1.0
     assert p2.predict(probe)[p2.models.index("newcomer")] > 0.7
+
+
+def _grouped(n: int = 200, seed: int = 2) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """Two clusters of prompts (groups); 'coder' is right in cluster 'code' only, 'chatty' the other way."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=0.3, size=(2 * n, 16)).astype(np.float32)
+    x[:n, 1] += 3.0
+    x[n:, 2] += 3.0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    group = ["code"] * n + ["chat"] * n
+    coder = np.r_[np.ones(n), np.zeros(n)].astype(np.float32)
+    return np.vstack([x, x]), ["coder"] * (2 * n) + ["chatty"] * (2 * n), np.r_[coder, 1 - coder], group + group
+
+
+def test_group_logistic_learns_group_skill_and_finds_the_group_from_the_vector(tmp_path) -> None:
+    x, models, y, groups = _grouped()
+    p = GroupLogisticPredictor.fit(x, models, y, groups=groups)
+    assert p.groups == ("chat", "code") and p.l2 in (1.0, 3.0, 10.0, 30.0)
+    probe = np.zeros((2, 16), dtype=np.float32)
+    probe[0, 1] = probe[1, 2] = 1.0
+    assert [p.groups[i] for i in p.group_index(probe)] == ["code", "chat"]
+    pred = p.predict(probe)
+    c = p.models.index("coder")
+    assert pred[0, c] > 0.9 and pred[1, c] < 0.1
+    save_predictor(p, tmp_path / "g.npz")
+    back = load_predictor(tmp_path / "g.npz")
+    assert isinstance(back, GroupLogisticPredictor) and back.groups == p.groups
+    # logged outcomes without group labels take their nearest group; a new model is learned
+    p2 = back.partial_fit(probe, ["newcomer", "newcomer"], [1.0, 0.0])
+    assert "newcomer" in p2.models and p2.predict(probe).shape == (2, 3)
+    with pytest.raises(ValueError, match="one group per row"):
+        GroupLogisticPredictor.fit(x, models, y, groups=groups[:3])
 
 
 def test_bad_outcomes_are_rejected() -> None:
