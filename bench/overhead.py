@@ -108,20 +108,17 @@ def bodies_for(path: str, size: str, salt: str) -> Callable[[int], dict[str, Any
     tokens = workload.SIZES[size]
     if path == "miss":
         return lambda i: workload.chat(workload.prompt(tokens, i, unique=f"{salt}-{i}"), model=BENCH_MODEL)
-    pairs = stored_pairs(size, salt)
+    pairs = stored_pairs(size)
     pick = 0 if path == "exact" else 1
     return lambda i: workload.chat(pairs[i % len(pairs)][pick], model=BENCH_MODEL)
 
 
-def stored_pairs(size: str, salt: str) -> list[tuple[str, str]]:
-    """(stored, paraphrase) prompts of about the size's length: the size's filler, then the pair."""
-    tokens = workload.SIZES[size]
-    filler = workload.prompt(max(0, tokens - 20), 7) if size != "short" else ""
-    return [(f"{filler} {a}".strip(), f"{filler} {b}".strip()) for a, b in workload.semantic_pairs()]
+def stored_pairs(size: str) -> list[tuple[str, str]]:
+    return workload.sized_pairs(size)
 
 
-async def prime(engine: Any, size: str, salt: str) -> None:
-    for a, _ in stored_pairs(size, salt):
+async def prime(engine: Any, size: str) -> None:
+    for a, _ in stored_pairs(size):
         await engine.complete(workload.chat(a, model=BENCH_MODEL))
 
 
@@ -150,7 +147,7 @@ async def measure(config: dict[str, Any], sizes: tuple[str, ...], n: int, *,
     try:
         for size in sizes:
             salt = f"{size}-{time.time_ns()}"
-            await prime(engine, size, salt)
+            await prime(engine, size)
             for path in PATHS:
                 r = PathRun(path, size)
                 await drive(engine, timer, r, bodies_for(path, size, salt), n)

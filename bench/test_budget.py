@@ -38,15 +38,8 @@ PATHS = ("exact", "semantic", "miss")
 SIZES = ("short", "medium", "long")
 EXPECTED = {"exact": "exact", "semantic": "hit", "miss": "miss"}
 
-_QUESTIONS = [(a, b) for a, b in workload.semantic_pairs()]
-
-
 def texts(size: str) -> list[tuple[str, str]]:
-    """(stored, paraphrase) of about the size: the question first (what the encoder sees), then filler."""
-    # The filler's seed differs per size: a long prompt must not begin with a medium one's text (the encoder
-    # sees only the first 256 tokens, so the two would be the same vector).
-    filler = "" if size == "short" else " Context: " + workload.prompt(workload.SIZES[size] - 20, workload.SIZES[size])
-    return [(a + filler, b + filler) for a, b in _QUESTIONS]
+    return workload.sized_pairs(size)
 
 
 def miss_text(size: str, i: int) -> str:

@@ -27,8 +27,20 @@ _PRODUCTS = ("Acme CRM", "Zephyr Mail", "Orbit Drive", "Nimbus Notes", "Quartz P
 
 
 def semantic_pairs() -> list[tuple[str, str]]:
+    """The paraphrase keeps the stored prompt's length: the hit policy compares a long prompt's remainder
+    (past what the encoder and guards read) position by position, so a shift would make it a miss."""
     return [(f"How do I reset my password for my {p} account?",
-             f"how do i reset my password for my {p} account") for p in _PRODUCTS]
+             f"how do i reset my password for my {p} account.") for p in _PRODUCTS]
+
+
+def sized_pairs(size: str) -> list[tuple[str, str]]:
+    """(stored, paraphrase) of about ``size``'s length: the question first (what the encoder sees: its window
+    is the first 256 tokens), then filler. The filler's seed differs per size, so that a long prompt never
+    begins with a medium one's text (they would be the same vector)."""
+    if size == "short":
+        return semantic_pairs()
+    filler = " Context: " + prompt(SIZES[size] - 20, SIZES[size])
+    return [(a + filler, b + filler) for a, b in semantic_pairs()]
 
 
 def prompt(tokens: int, seed: int = 0, *, unique: str = "") -> str:

@@ -30,7 +30,7 @@ from cache.errors import (
 from cache.index import IndexParams, IndexSet, PartitionIndex
 from cache.modes import MODES, CacheMode, reads, writes
 from cache.scope import IGNORED_FIELDS, PARTITION_FIELDS, Scope, scope
-from cache.semantic import CacheConfig, CacheStats, EntryMeta, Hit, SemanticCache
+from cache.semantic import CacheConfig, CacheStats, EntryMeta, Hit, SemanticCache, Verifier
 from cache.store import EVICTION_POLICIES, SCHEMA_VERSION
 from cache.transfer import export_jsonl, import_jsonl
 
@@ -80,6 +80,7 @@ __all__ = [
     "SemanticCache",
     "SentenceTransformerEncoder",
     "Verdict",
+    "Verifier",
     "default_encoder",
     "default_policy",
     "export_jsonl",

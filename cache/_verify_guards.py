@@ -157,9 +157,7 @@ def direction_guard(a: Analysis, b: Analysis, lex: Lexicon) -> str | None:
         if bx < by:
             continue
         if (
-            _same_group(x, y, lex)
-            and _linked(a.tokens, pos_a[x], pos_a[y])
-            and _linked(b.tokens, by, bx)
+            _same_group(x, y, lex) and _linked(a.tokens, pos_a[x], pos_a[y]) and _linked(b.tokens, by, bx)
         ):  # roles swapped: "women prefer men" / "men prefer women", not "French and German"
             return f"direction: {x} ... {y} != {y} ... {x}"
         # Between two numbers "by", "of", "minus" and operators are directional too: 100 / 4 != 4 / 100.

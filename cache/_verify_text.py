@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from cache.errors import CacheInputError
+
 # Longer inputs are analysed on a prefix: the guards look for the words that differ in a request,
 # and a megabyte prompt must not turn one lookup into a second of regex work.
 MAX_ANALYSED_CHARS = 4096
@@ -121,11 +123,21 @@ class Lexicon:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Lexicon:
-        if path is None:
-            text = resources.files("cache").joinpath("data/lexicon.json").read_text("utf-8")
-        else:
-            text = Path(path).read_text("utf-8")
-        raw = json.loads(text)
+        where = str(path) if path is not None else "cache/data/lexicon.json"
+        try:
+            if path is None:
+                text = resources.files("cache").joinpath("data/lexicon.json").read_text("utf-8")
+            else:
+                text = Path(path).read_text("utf-8")
+            raw = json.loads(text)
+            return cls._build(raw)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CacheInputError(
+                f"hit policy lexicon {where} cannot be used: {type(e).__name__}: {e}"
+            ) from e
+
+    @classmethod
+    def _build(cls, raw: dict) -> Lexicon:
         synonyms = _resolve_synonyms(raw["synonyms"])
 
         def canon(word: str) -> str:
@@ -133,13 +145,13 @@ class Lexicon:
 
         groups: dict[str, list[tuple[str, str]]] = {}
         for group in raw["groups"]:
-            for word in group["words"]:
+            for word in _words(group["words"]):
                 groups.setdefault(canon(word), []).append((group["kind"], group["name"]))
-        for i, (left, right) in enumerate(raw["antonym_pairs"]):
-            for word in (left, right):
+        for i, pair in enumerate(raw["antonym_pairs"]):
+            for word in _words(pair):
                 groups.setdefault(canon(word), []).append(("antonym", f"pair{i}"))
         entity_words = frozenset(w for w, gs in groups.items() if any(k == "entity" for k, _ in gs))
-        prefixes = sorted(raw["polarity_prefixes"], key=len, reverse=True)
+        prefixes = sorted(_words(raw["polarity_prefixes"]), key=len, reverse=True)
         phrases = {k.lower(): v for k, v in raw.get("phrases", {}).items()}
         phrase_re = (
             re.compile(
@@ -154,10 +166,10 @@ class Lexicon:
         return cls(
             synonyms=synonyms,
             groups={w: tuple(dict.fromkeys(gs)) for w, gs in groups.items()},
-            negation=frozenset(canon(w) for w in raw["negation"]),
-            units=frozenset(canon(w) for w in raw["units"]),
-            connectors=frozenset(raw["direction_connectors"]),
-            numeric_connectors=frozenset(raw.get("numeric_connectors", ())),
+            negation=frozenset(canon(w) for w in _words(raw["negation"])),
+            units=frozenset(canon(w) for w in _words(raw["units"])),
+            connectors=frozenset(_words(raw["direction_connectors"])),
+            numeric_connectors=frozenset(_words(raw.get("numeric_connectors", ""))),
             polarity_prefixes=tuple(prefixes),
             entity_words=entity_words,
             phrases=phrases,
@@ -167,6 +179,10 @@ class Lexicon:
 
     def analyse(self, text: str) -> Analysis:
         return _analyse(text[:MAX_ANALYSED_CHARS], self)
+
+
+def _words(value: str | list[str]) -> list[str]:
+    return value.split() if isinstance(value, str) else list(value)
 
 
 def _resolve_synonyms(raw: dict[str, str]) -> dict[str, str]:

@@ -2,14 +2,18 @@
 
 A cosine threshold alone cannot separate paraphrases from near-misses: with all-MiniLM-L6-v2,
 "enable X" / "disable X" or "5 km" / "50 km" score as high as true paraphrases. So a candidate must
-clear three steps, cheapest first:
+clear these steps, cheapest first:
 
-1. a first cosine bar (the index hands over only candidates above it),
-2. the guards, which compare what differs between the two prompts (numbers and their units,
-   negations, closed sets of contrasting words, names, the direction of "X to Y"),
-3. the acceptance threshold on the similarity.
+1. identical prompts (after whitespace and case folding) are accepted at once;
+2. a first cosine bar (the index hands over only candidates above it);
+3. the hard guards, which compare what differs between the two prompts and refuse outright:
+   numbers and their units, negations and polarity prefixes (enable/disable), closed sets of
+   contrasting words (formats, languages, scopes, antonyms), names, the direction of "X to Y";
+4. the soft substitution guard: the same frame with one or two content words swapped lowers the
+   score by `substitution_penalty` while the similarity is below `substitution_bar`;
+5. the acceptance threshold on that score (per request overridable).
 
-Identical prompts (after whitespace and case folding) are accepted at once.
+`Verdict.score` is the similarity in cosine units, minus the soft penalty when it applied.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cache._verify_guards import (
     number_guard,
 )
 from cache._verify_text import MAX_ANALYSED_CHARS, Analysis, Lexicon
+from cache.errors import CacheInputError
 
 __all__ = ["PRESETS", "HitPolicy", "PolicyConfig", "Verdict", "default_policy"]
 
@@ -49,7 +54,10 @@ class Verdict(msgspec.Struct, frozen=True):
 
 
 class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Numbers chosen from bench/cache_quality.py measurements (see the README's cache section)."""
+    """Numbers chosen from bench/cache_quality.py measurements (see the README's cache section).
+
+    `threshold` and the bars are cosine similarities; the boolean switches turn single guards off.
+    """
 
     threshold: float = 0.92
     first_bar: float = 0.60
@@ -70,12 +78,17 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.first_bar <= 1.0 or not -1.0 <= self.threshold <= 1.0:
-            raise ValueError(
+            raise CacheInputError(
                 f"PolicyConfig: first_bar must be in [0, 1] and threshold in [-1, 1], "
                 f"got first_bar={self.first_bar}, threshold={self.threshold}"
             )
         if self.top_k < 1:
-            raise ValueError(f"PolicyConfig: top_k must be >= 1, got {self.top_k}")
+            raise CacheInputError(f"PolicyConfig: top_k must be >= 1, got {self.top_k}")
+        if self.max_substituted_words < 1 or self.substitution_penalty < 0:
+            raise CacheInputError(
+                "PolicyConfig: max_substituted_words must be >= 1 and substitution_penalty >= 0, got "
+                f"{self.max_substituted_words} and {self.substitution_penalty}"
+            )
 
 
 class HitPolicy:

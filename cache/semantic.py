@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -22,10 +22,27 @@ from cache.index import IndexParams, IndexSet, PartitionIndex
 from cache.scope import Scope
 from cache.store import EVICTION_POLICIES, Entry, LogOp, Snapshot, Store
 
-if TYPE_CHECKING:
-    from cache.policy import HitPolicy
-
 log = logging.getLogger(__name__)
+
+
+class VerdictLike(Protocol):
+    @property
+    def accept(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class Verifier(Protocol):
+    """What the facade needs of a hit policy (``cache.policy.HitPolicy`` is the real one)."""
+
+    first_bar: float  # candidates below this cosine are never considered
+    threshold: float
+    top_k: int
+
+    def verify(
+        self, query: str, candidate: str, similarity: float, threshold: float | None = None
+    ) -> VerdictLike: ...
 
 
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -89,7 +106,7 @@ _COUNTERS = ("exact_hits", "semantic_hits", "misses", "rejected", "inserts", "ev
 
 
 class SemanticCache:
-    def __init__(self, store: Store, config: CacheConfig, policy: HitPolicy):
+    def __init__(self, store: Store, config: CacheConfig, policy: Verifier):
         self.store, self.config, self.policy = store, config, policy
         self.dim = store.dim
         self._index = IndexSet(store.dim, config.index)
@@ -111,16 +128,18 @@ class SemanticCache:
         encoder_name: str,
         dim: int,
         config: CacheConfig | None = None,
-        policy: HitPolicy | None = None,
+        policy: Verifier | None = None,
     ) -> SemanticCache:
         config = config or CacheConfig()
         if policy is None:
             from cache.policy import default_policy
 
-            policy = default_policy()
+            verifier: Verifier = default_policy()
+        else:
+            verifier = policy
         store = Store(path, encoder_name, dim, config.map_size, config.max_map_size, config.durable)
         try:
-            return cls(store, config, policy)
+            return cls(store, config, verifier)
         except BaseException:
             store.close()
             raise

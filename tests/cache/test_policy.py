@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cache.errors import CacheInputError
 from cache.policy import PRESETS, HitPolicy, PolicyConfig, Verdict, default_policy
 
 NEAR_MISSES = Path(__file__).resolve().parents[1] / "data" / "near_misses.jsonl"
@@ -189,6 +190,28 @@ def test_config_is_strict_and_validated() -> None:
         PolicyConfig(top_k=0)
     with pytest.raises(ValueError, match="first_bar"):
         PolicyConfig(first_bar=1.5)
+
+
+def test_custom_and_bad_lexicon(tmp_path: Path) -> None:
+    lexicon = {
+        "synonyms": {},
+        "negation": "not",
+        "polarity_prefixes": "un",
+        "direction_connectors": "to",
+        "units": "km",
+        "groups": [{"kind": "format", "name": "fmt", "words": "json yaml"}],
+        "antonym_pairs": ["hot cold"],
+    }
+    path = tmp_path / "lexicon.json"
+    path.write_text(json.dumps(lexicon))
+    custom = HitPolicy(PolicyConfig(lexicon_path=str(path)))
+    assert custom.verify("Return JSON", "Return YAML", HIGH).reason == "format: json != yaml"
+    assert custom.verify("Is it hot", "Is it cold", HIGH).reason == "antonym: hot != cold"
+    path.write_text("{not json")
+    with pytest.raises(CacheInputError, match=r"lexicon.*lexicon\.json"):
+        HitPolicy(PolicyConfig(lexicon_path=str(path))).verify("a b", "a c", HIGH)
+    with pytest.raises(CacheInputError, match="missing"):
+        HitPolicy(PolicyConfig(lexicon_path=str(tmp_path / "missing.json"))).verify("a b", "a c", HIGH)
 
 
 def test_lexicon_loads_lazily() -> None:

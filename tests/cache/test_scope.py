@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache import IGNORED_FIELDS, PARTITION_FIELDS, scope
-from router.types import ChatRequest, ImagePart, ImageURL, Message, TextPart, ThriftyOptions
+from router.types import (
+    AudioPart,
+    ChatRequest,
+    FilePart,
+    ImagePart,
+    ImageURL,
+    Message,
+    TextPart,
+    ThriftyOptions,
+)
 
 IGNORED = [name for name, _ in IGNORED_FIELDS]
 
@@ -118,7 +127,8 @@ def test_history_and_system_prompt_are_in_the_partition() -> None:
 
 def test_images_in_the_last_turn_are_in_the_partition() -> None:
     def with_image(url: str) -> ChatRequest:
-        parts = [TextPart(text="what is in this picture?"), ImagePart(image_url=ImageURL(url=url))]
+        parts: list[TextPart | ImagePart | AudioPart | FilePart] = [
+            TextPart(text="what is in this picture?"), ImagePart(image_url=ImageURL(url=url))]
         return ChatRequest(messages=[Message(role="user", content=parts)])
 
     a, b = scope(with_image("http://x/1.png")), scope(with_image("http://x/2.png"))

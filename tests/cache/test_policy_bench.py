@@ -1,0 +1,87 @@
+"""bench/cache_quality.py runs on any files of the documented formats (a hashing encoder keeps it fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench import cache_quality as cq
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_writes_numbers_and_plot(tmp_path: Path) -> None:
+    pairs = _write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"a": "How do I reverse a list in Python?", "b": "how to reverse a python list", "label": 1},
+            {"a": "Convert 5 km to miles", "b": "Convert 50 km to miles", "label": 0},
+            {"a": "What is the capital of Austria?", "b": "What is the capital of Australia?", "label": 0},
+            {"a": "Explain recursion simply", "b": "Explain recursion in simple terms", "label": 1},
+        ],
+    )
+    positives = _write_jsonl(
+        tmp_path / "paraphrases.jsonl",
+        [{"a": "Who wrote Hamlet?", "b": "Which author wrote Hamlet?", "domain": "factual", "label": 1}],
+    )
+    negatives = _write_jsonl(
+        tmp_path / "near.jsonl",
+        [
+            {
+                "a": "How do I enable dark mode?",
+                "b": "How do I disable dark mode?",
+                "kind": "negation",
+                "label": 0,
+            }
+        ],
+    )
+    clusters = tmp_path / "clusters.json"
+    clusters.write_text(
+        json.dumps(
+            [["How do I install numpy?", "how to install numpy"], ["What is Milvus?", "Explain Milvus"]]
+        )
+    )
+    out = tmp_path / "out"
+    argv = ["--pairs", str(pairs), "--pairs", str(positives), "--negatives", str(negatives)]
+    argv += ["--clusters", str(clusters), "--out", str(out), "--cache-dir", str(tmp_path / "emb")]
+    assert cq.main([*argv, "--encoder", "hashing"]) == 0
+    results = json.loads((out / "quality.json").read_text())
+    assert (out / "quality.png").stat().st_size > 1000
+    assert set(results["pair_sets"]) == {"paraphrases+near_misses", "pairs", "pairs:heldout"}
+    pooled = results["pair_sets"]["paraphrases+near_misses"]
+    assert pooled["pairs"] == 2 and pooled["positives"] == 1
+    for res in results["pair_sets"].values():
+        for key in ("cosine", "policy"):
+            curve = res[key]["curve"]
+            assert len(curve["precision"]) == len(cq.THRESHOLDS)
+            assert all(0.0 <= v <= 1.0 for v in curve["recall"] + curve["false_hit_rate"])
+    # the guards refuse both near-misses of the pair file whatever their similarity
+    assert results["pair_sets"]["pairs"]["policy"]["curve"]["false_hit_rate"][0] == 0.0
+    assert results["replay"]["policy_balanced"]["seed0"]["lookups"] == 4
+    # a rerun reads the embeddings back instead of encoding again
+    shards = list((tmp_path / "emb").rglob("*.npz"))
+    assert len(shards) == 1
+    assert cq.main([*argv, "--encoder", "hashing", "--no-clusters"]) == 0
+    assert list((tmp_path / "emb").rglob("*.npz")) == shards
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert cq.main(["--pairs", str(tmp_path / "nope.jsonl"), "--no-clusters", "--out", str(tmp_path)]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_replay_counts_hits_inside_clusters_only() -> None:
+    vecs = {
+        "a1": np.array([1.0, 0.0], np.float32),
+        "a2": np.array([1.0, 0.0], np.float32),
+        "b1": np.array([0.0, 1.0], np.float32),
+        "b2": np.array([0.8, 0.6], np.float32),
+    }
+    res = cq.replay([["a1", "a2"], ["b1", "b2"]], vecs, lambda q, c, s: s >= 0.5, 1, None)
+    # a2 hits a1 (right, a2 is not inserted); b2 is nearer a1 (0.8) than b1 (0.6): a wrong hit
+    assert res["hits"] == 2 and res["hit_precision"] == 0.5 and res["lookups"] == 4
