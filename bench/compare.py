@@ -30,7 +30,7 @@ import numpy as np
 from bench import loadgen as lg
 from bench import peers, workload
 from bench._procs import BENCH_MODEL, Server, fake_upstream, thrifty_config, thrifty_serve
-from bench.report import Report, progress
+from bench.report import Report, cmdline, progress
 
 DATA = Path(os.environ.get("THRIFTY_DATA", "../shared/data")) / "cache"
 REPLAY_SEED = 13
@@ -306,7 +306,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv or [])
     wanted = [x for x in args.peers.split(",") if x]
-    report = Report("compare", args.out)
+    report = Report("compare", args.out, command=cmdline("compare", argv))
     report.note("Preliminary unless stated: figures measured on a shared 2-core machine.")
     pys = {}
     for name in wanted:

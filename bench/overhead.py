@@ -26,7 +26,7 @@ import numpy as np
 from bench import workload
 from bench._procs import BENCH_MODEL, fake_upstream, thrifty_config
 from bench.loadgen import run as run_loop
-from bench.report import Report, progress
+from bench.report import Report, cmdline, progress
 
 PATHS = ("miss", "exact", "semantic")
 STAGE_ORDER = ("scope", "exact", "encode", "search", "route", "dispatch_overhead", "store", "finish",
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv or [])
     n = 60 if args.short else args.n
     sizes = ("short", "medium") if args.short and args.sizes == p.get_default("sizes") else tuple(args.sizes.split(","))
-    report = Report("overhead", args.out)
+    report = Report("overhead", args.out, command=cmdline("overhead", argv))
     report.note("Preliminary unless stated: figures measured on a shared 2-core machine.")
     with tempfile.TemporaryDirectory(prefix="thrifty-overhead-") as tmp, fake_upstream(Path(tmp)) as up:
         config = thrifty_config(up.port, Path(tmp) / "data")

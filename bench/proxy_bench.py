@@ -20,7 +20,7 @@ from typing import Any
 from bench import loadgen as lg
 from bench import workload
 from bench._procs import BENCH_MODEL, Server, fake_upstream, thrifty_config, thrifty_serve
-from bench.report import Report, progress
+from bench.report import Report, cmdline, progress
 
 PATH = "/v1/chat/completions"
 OFF = {"x-thrifty-cache-mode": "off"}
@@ -196,7 +196,7 @@ def run_against(proxy: Server, up: Server, plan: Plan, report: Report) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv or [], "thrifty bench proxy", "results/proxy")
     plan = plan_from(args)
-    report = Report("proxy", args.out)
+    report = Report("proxy", args.out, command=cmdline("proxy", argv))
     report.note("Preliminary unless stated: figures measured on a shared 2-core machine.")
     with tempfile.TemporaryDirectory(prefix="thrifty-bench-") as tmp:
         work = args.work or Path(tmp)

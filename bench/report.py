@@ -76,6 +76,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cmdline(suite: str, argv: Sequence[str] | None) -> str:
+    """The command that reproduces a run, however it was started (``thrifty bench`` or ``python -m``)."""
+    return " ".join(["thrifty", "bench", suite, *(argv or [])])
+
+
 def fmt(value: Cell, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -121,7 +126,7 @@ class Report:
 
     suite: str
     out_dir: Path | None = None
-    command: str = field(default_factory=lambda: " ".join(["thrifty", "bench", *sys.argv[1:]]))
+    command: str = ""  # how to reproduce the run; see cmdline()
     data: dict[str, Any] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -130,6 +135,7 @@ class Report:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir or Path("results") / self.suite)
+        self.command = self.command or f"thrifty bench {self.suite}"
         self.machine = machine()
 
     def table(self, title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str | None = None) -> Table:

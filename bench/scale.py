@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import Report, progress
+from bench.report import Report, cmdline, progress
 
 DIM = 384
 LEVELS = (1_000, 10_000, 100_000, 1_000_000)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv or [])
     top = 10_000 if args.short else args.max
     levels = tuple(x for x in LEVELS if x <= top) or (top,)
-    report = Report("scale", args.out)
+    report = Report("scale", args.out, command=cmdline("scale", argv))
     report.note("Preliminary unless stated: figures measured on a shared 2-core machine.")
     tmp = Path(tempfile.mkdtemp(prefix="thrifty-scale-")) if args.dir is None else args.dir
     try:
