@@ -157,8 +157,10 @@ def _plot_sweep(report: Report, sweep: dict[str, dict[int, lg.Summary]], a: str,
         for name in (a, b):
             ax.plot(levels, [sweep[name][lvl].throughput_rps for lvl in levels], marker="o", label=name)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(list(levels), [str(x) for x in levels])
         ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("requests / s")
+        ax.set_ylabel("requests / s (log)")
         ax.set_title("throughput, cache off")
         ax.legend()
 
@@ -168,8 +170,9 @@ def _plot_sweep(report: Report, sweep: dict[str, dict[int, lg.Summary]], a: str,
             ax.plot(levels, [sweep[name][lvl].p99_ms for lvl in levels], marker="x", ls="--", label=f"{name} p99")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(list(levels), [str(x) for x in levels])
         ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("latency (ms)")
+        ax.set_ylabel("latency, ms (log)")
         ax.set_title("latency under load, cache off")
         ax.legend()
 

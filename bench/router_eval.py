@@ -151,7 +151,7 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> d
     x_te = embed([query_text(p) for p in test.prompts])
     tok_tr = np.array([estimate_tokens(p) for p in train.prompts], dtype=float)
     tok_te = np.array([estimate_tokens(p) for p in test.prompts], dtype=float)
-    group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)),
+    group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
                                              l2=(1.0, 3.0, 10.0), folds=3)
     gi_tr = np.searchsorted(np.array(group_pred.groups), train.groups)
     coef = _cost_model(train, tok_tr, gi_tr, len(group_pred.groups))

@@ -96,10 +96,7 @@ def _attempts_of(exc: BaseException) -> list[dict[str, Any]] | None:
     attempts = getattr(exc, "attempts", None)
     if not attempts:
         return None
-    out = []
-    for a in attempts:
-        out.append(msgspec.to_builtins(a) if isinstance(a, msgspec.Struct) else str(a))
-    return out
+    return [msgspec.to_builtins(a) if isinstance(a, msgspec.Struct) else {"error": str(a)} for a in attempts]
 
 
 def _translation_table() -> list[tuple[type[BaseException], type[ThriftyError]]]:

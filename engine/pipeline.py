@@ -81,6 +81,11 @@ class Pipeline:
             ctx.lap("exact")
             if hit is not None:
                 return self._served(ctx, hit, "exact")
+        pinned = ctx.request.model not in ("auto", "")
+        if ctx.mode == "off" and pinned:
+            # Nobody needs the vector: no cache, and a pinned model is not chosen by the prompt's task.
+            ctx.meta.cache = "bypass"
+            return None
         ctx.vector = await e.embed(ctx.scope.text or text_of(ctx.request.messages[-1].content))
         ctx.lap("encode")
         if reads(ctx.mode) and ctx.scope.text:
@@ -154,6 +159,9 @@ class Pipeline:
         m.cost_usd = float(result.cost_usd or 0.0)
         m.cost_estimated = bool(result.cost_estimated)
         m.attempts = len(result.attempts)
+        for a in result.attempts:  # failed tries that a retry or fallback recovered from still count
+            if a.error is not None:
+                self.e.metrics.upstream_errors.labels(a.deployment, a.kind or "").inc()
         self.e.budgets.add(ctx.tenant, ctx.key_name, m.cost_usd)
 
     def _cacheable(self, ctx: Ctx, response: ChatResponse) -> bool:

@@ -127,7 +127,8 @@ class Components:
             is_open=self.dispatcher.is_open,
             policy=policy,  # type: ignore[arg-type]
             quality_target=options.quality_target,
-            task=options.task,
+            # Without a vector (cache off, model pinned) there is nothing to classify: the hint or "chat".
+            task=options.task or (None if vector is not None else "chat"),
         )
         if vector is None:
             vector = np.zeros(self.encoder.dim, dtype=np.float32)

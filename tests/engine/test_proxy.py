@@ -89,7 +89,7 @@ def test_tools_round_trip(serve, upstream: FakeUpstream, tmp_path: Path) -> None
     assert tc and tc[0].function.name == "get_weather" and json.loads(tc[0].function.arguments) == {"city": "Paris"}
     assert upstream.requests[-1].body["tools"][0]["function"]["name"] == "get_weather"
     # streamed tool calls arrive as deltas that add up to the same call
-    stream = client.chat.completions.create(model="auto", messages=msgs + [{"role": "user", "content": "again"}],
+    stream = client.chat.completions.create(model="auto", messages=[*msgs, {"role": "user", "content": "again"}],
                                             tools=TOOLS, stream=True)
     name, args = "", ""
     for chunk in stream:
