@@ -187,7 +187,7 @@ def run(levels: tuple[int, ...], work: Path, queries: int, report: Report) -> li
             row = {"entries": c.entries(), "bulk_insert_per_s": bulk_n / bulk_s if bulk_s else None,
                    "insert_per_s": 200 / single_s, "lookup": lk, "lookup_after_reopen": after,
                    "rss_bytes": rss, "rss_bytes_per_entry": (rss - rss0) / level,
-                   "rss_file_bytes": rss_bytes("RssFile"),
+                   "rss_file_bytes": rss_bytes("RssFile"), "peak_rss_bytes": rss_bytes("VmHWM"),
                    "disk_bytes": disk_bytes(work), "disk_bytes_per_entry": disk_bytes(work) / level,
                    "snapshot_s": snap_s, "reopen_s": reopen_s}
             rows.append(row)

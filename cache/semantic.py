@@ -4,6 +4,11 @@ Lookups are read-only against LMDB and the in-memory index; hit counts are buffe
 written by ``sweep()`` (off the hot path), together with TTL expiry, size-bounded eviction, index
 snapshots and log trimming. Another process's writes reach this process's index through the store's
 change log, checked at most every ``refresh_interval_s`` on lookup.
+
+Threads: one cache is shared by the lookup thread (the engine's event loop), a writer thread (inserts)
+and the sweeper. Every LMDB transaction is opened and closed inside one call on one thread; index
+rebuilds run on the ``IndexSet``'s own thread and are swapped in under a short lock; a lookup never
+waits for index sync held by another thread (it serves the index as it is and catches up next time).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -52,6 +58,7 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_bytes: int | None = None  # sum of entry sizes (payload + text + vector)
     eviction: str = "lru"  # a key of cache.store.EVICTION_POLICIES
     evict_fraction: float = 0.1  # a breached bound evicts down to (1 - fraction) x bound
+    evict_batch: int = 256  # most entries one insert evicts inline; the sweeper does the rest
     default_ttl_s: float | None = None
     durable: bool = True  # fsync each commit; False survives SIGKILL but not power loss
     refresh_interval_s: float = 0.1  # how often a lookup checks for other processes' writes
@@ -65,6 +72,8 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
         if not 0 < self.evict_fraction <= 1:
             raise CacheInputError("evict_fraction must be in (0, 1]")
+        if self.evict_batch < 1:
+            raise CacheInputError("evict_batch must be at least 1")
 
 
 class EntryMeta(msgspec.Struct, frozen=True):
@@ -112,7 +121,12 @@ class SemanticCache:
         self._index = IndexSet(store.dim, config.index)
         self._applied = 0  # last change-log seq reflected in the index
         self._last_check = 0.0
-        self._sync = threading.RLock()
+        self._sync = threading.RLock()  # index <-> change-log sync
+        self._mu = threading.Lock()  # hit buffer and counters (touched by every thread)
+        self._evicting = threading.Lock()
+        self._sweeping = threading.Lock()
+        self._evict_owed = False  # an insert stopped evicting at evict_batch: the sweeper goes on
+        self._reload = False  # a lookup found the log trimmed past us: the next forced catch-up reloads
         self._hits: dict[int, tuple[int, float]] = {}
         self._snap_seq = 0
         self._n = dict.fromkeys(_COUNTERS, 0)
@@ -137,7 +151,7 @@ class SemanticCache:
             verifier: Verifier = default_policy()
         else:
             verifier = policy
-        store = Store(path, encoder_name, dim, config.map_size, config.max_map_size, config.durable)
+        store = Store(path, encoder_name, dim, config.map_size, config.max_map_size, config.durable, config.eviction)
         try:
             return cls(store, config, verifier)
         except BaseException:
@@ -151,6 +165,7 @@ class SemanticCache:
         if self._sweeper is not None:
             self._stop.set()
             self._sweeper.join()
+        self._index.close()
         self.flush_hits()
         self.store.close()
 
@@ -166,7 +181,7 @@ class SemanticCache:
         found = self.store.get_exact(scope.exact_key)
         if found is None or found[1].expired(time.time()):
             return None
-        self._n["exact_hits"] += 1
+        self._count("exact_hits")
         return self._hit(found[0], found[1], 1.0, "exact")
 
     def lookup(self, scope: Scope, vector: np.ndarray, threshold: float | None = None) -> Hit | None:
@@ -178,7 +193,7 @@ class SemanticCache:
         ids, scores = self._index.search(scope.partition, vector, policy.top_k)
         bar = policy.first_bar if threshold is None else min(policy.first_bar, threshold)
         if not len(scores) or scores[0] < bar:
-            self._n["misses"] += 1
+            self._count("misses")
             return None
         now = time.time()
         with self.store.read() as txn:
@@ -190,15 +205,20 @@ class SemanticCache:
                     continue
                 verdict = policy.verify(scope.text, entry.text, score, threshold)
                 if verdict.accept:
-                    self._n["semantic_hits"] += 1
+                    self._count("semantic_hits")
                     return self._hit(entry_id, entry, score, verdict.reason)
-                self._n["rejected"] += 1
-        self._n["misses"] += 1
+                self._count("rejected")
+        self._count("misses")
         return None
 
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._mu:
+            self._n[name] += n
+
     def _hit(self, entry_id: int, e: Entry, similarity: float, reason: str) -> Hit:
-        count, _ = self._hits.get(entry_id, (0, 0.0))
-        self._hits[entry_id] = (count + 1, time.time())
+        with self._mu:
+            count, _ = self._hits.get(entry_id, (0, 0.0))
+            self._hits[entry_id] = (count + 1, time.time())
         return Hit(entry_id, e.response, similarity, e.text, reason, e.model, e.cost_usd, e.tokens_in, e.tokens_out)
 
     # ------------------------------------------------------------------------------------ writes
@@ -220,9 +240,9 @@ class SemanticCache:
             now + ttl if ttl else 0.0, 0, 0.0, meta.model, meta.cost_usd, meta.tokens_in, meta.tokens_out, size,
         )
         entry_id = self.store.insert(entry, vec, on_full=self._evict_for_space)
-        self._n["inserts"] += 1
+        self._count("inserts")
         self.catch_up(force=True)
-        self._enforce_bounds()
+        self._enforce_bounds(limit=self.config.evict_batch)  # bounded: the sweeper finishes the job
         return entry_id
 
     def delete(self, entry_id: int) -> bool:
@@ -265,19 +285,25 @@ class SemanticCache:
     def sweep(self, now: float | None = None) -> dict[str, int]:
         """Off-hot-path upkeep: expire, evict to bounds, flush hit counts, snapshot, trim the log."""
         now = time.time() if now is None else now
-        expired = 0
-        while ids := self.store.expired_ids(now):
-            expired += self.store.delete(ids)
-        self._n["expired"] += expired
-        self.catch_up(force=True)
-        self.flush_hits()
-        evicted = self._enforce_bounds()
-        if self._applied - self._snap_seq >= self.config.snapshot_min_changes:
-            self.snapshot()
+        with self._sweeping:
+            expired = 0
+            while ids := self.store.expired_ids(now):
+                expired += self.store.delete(ids)
+            self._count("expired", expired)
+            self.catch_up(force=True)
+            self.flush_hits()
+            evicted = self._enforce_bounds()
+            if self._applied - self._snap_seq >= self.config.snapshot_min_changes:
+                self.snapshot()
         return {"expired": expired, "evicted": evicted}
 
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until background index rebuilds are done (benchmarks, tests); False on timeout."""
+        return self._index.wait_idle(timeout)
+
     def flush_hits(self) -> None:
-        hits, self._hits = self._hits, {}
+        with self._mu:
+            hits, self._hits = self._hits, {}
         self.store.update_hits(hits)
 
     def snapshot(self) -> None:
@@ -294,55 +320,79 @@ class SemanticCache:
         # Keep some log behind the snapshot so slightly lagging processes can still catch up incrementally.
         self.store.trim_log(snap.seq - 50_000)
 
-    def _enforce_bounds(self) -> int:
+    def _enforce_bounds(self, limit: int | None = None) -> int:
+        """A breached bound evicts down to (1 - evict_fraction) x bound; an insert does at most ``limit``
+        of it and leaves the rest owed to the next sweep."""
         count, size = self.store.counts()
         cfg, keep = self.config, 1 - self.config.evict_fraction
         over_n = cfg.max_entries is not None and count > cfg.max_entries
         over_b = cfg.max_bytes is not None and size > cfg.max_bytes
-        if not (over_n or over_b):
+        if not (over_n or over_b or (limit is None and self._evict_owed)):  # owed work is the sweeper's
             return 0
         target_n = int(cfg.max_entries * keep) if cfg.max_entries is not None else count
         target_b = int(cfg.max_bytes * keep) if cfg.max_bytes is not None else size
-        return self._evict(lambda n, b: n <= target_n and b <= target_b)
+
+        def done(n: int, b: int) -> bool:
+            return n <= target_n and b <= target_b
+
+        evicted = self._evict(done, limit)
+        self._evict_owed = not done(*self.store.counts())
+        return evicted
 
     def _evict_for_space(self) -> bool:
         count, _ = self.store.counts()
         target = int(count * (1 - self.config.evict_fraction))
         return self._evict(lambda n, b: n <= target) > 0
 
-    def _evict(self, done: Any) -> int:
-        """Delete entries in the configured policy's order until ``done(count, bytes)``."""
-        self.flush_hits()
-        entries = list(self.store.iter_entries())
-        entries.sort(key=lambda item: EVICTION_POLICIES[self.config.eviction](item[1]))
-        count, size = len(entries), sum(e.size for _, e in entries)
-        victims = []
-        for entry_id, e in entries:
-            if done(count, size):
-                break
-            victims.append(entry_id)
-            count, size = count - 1, size - e.size
-        evicted = sum(self.store.delete(victims[i : i + 5000]) for i in range(0, len(victims), 5000))
-        self._n["evicted"] += evicted
+    def _evict(self, done: Callable[[int, int], bool], limit: int | None = None) -> int:
+        """Delete entries in the policy's order (a walk of the store's ``evict`` table, no scan) until
+        ``done(count, bytes)`` or ``limit`` entries are gone."""
+        with self._evicting:
+            self.flush_hits()  # lru/lfu order must see the buffered hits
+            budget = limit if limit is not None else 1 << 62
+            evicted = 0
+            count, size = self.store.counts()
+            while budget > 0 and not done(count, size):
+                victims = []
+                for key, esize in self.store.eviction_order(min(budget, 5000)):
+                    if done(count, size):
+                        break
+                    victims.append(key)
+                    count, size = count - 1, size - esize
+                if not victims:
+                    break
+                evicted += self.store.evict(victims)
+                budget -= len(victims)
+                count, size = self.store.counts()
+        self._count("evicted", evicted)
         self.catch_up(force=True)
         return evicted
 
     # ------------------------------------------------------------------------------------ index sync
     def catch_up(self, force: bool = False) -> None:
-        """Bring the in-memory index up to the store's change log (other processes' writes included)."""
+        """Bring the in-memory index up to the store's change log (other processes' writes included).
+
+        Unforced (a lookup): at most every ``refresh_interval_s``, skipped when another thread is syncing,
+        and never a full reload (that is left to the next forced call: an insert or the sweeper)."""
         now = time.monotonic()
         if not force and now - self._last_check < self.config.refresh_interval_s:
             return
         self._last_check = now
-        with self._sync:
-            if self.store.seq() == self._applied:
+        if not self._sync.acquire(blocking=force):
+            return
+        try:
+            if self.store.seq() == self._applied and not self._reload:
                 return
             ops, last, complete = self.store.log_since(self._applied)
-            if not complete:
-                self._load_index(use_snapshot=False)
+            if not complete or self._reload:
+                self._reload = not force
+                if force:
+                    self._load_index(use_snapshot=False)
                 return
             self._apply(ops)
             self._applied = last
+        finally:
+            self._sync.release()
 
     def _apply(self, ops: list[LogOp]) -> None:
         final: dict[int, LogOp] = {}
@@ -371,25 +421,29 @@ class SemanticCache:
             if snap is not None and snap.seq <= self.store.seq():
                 ops, last, complete = self.store.log_since(snap.seq)
                 if complete:
-                    self._index.clear()
-                    for partition, id_bytes, vec_bytes, blob in snap.partitions:
-                        index = PartitionIndex.restore(
+                    self._index.replace({
+                        partition: PartitionIndex.restore(
                             self.dim, np.frombuffer(id_bytes, np.int64),
                             np.frombuffer(vec_bytes, np.float32).reshape(-1, self.dim), blob, self.config.index,
+                            self._index.schedule,
                         )
-                        self._index.put(partition, index)
+                        for partition, id_bytes, vec_bytes, blob in snap.partitions
+                    })
                     self._snap_seq = self._applied = snap.seq
                     self._apply(ops)
                     self._applied = last
                     return
             seq, parts = self.store.load_all()
-            self._index.clear()
-            for partition, (ids, vecs) in parts.items():
-                self._index.put(partition, PartitionIndex.restore(self.dim, ids, vecs, None, self.config.index))
+            self._index.replace({
+                partition: PartitionIndex.restore(self.dim, ids, vecs, None, self.config.index, self._index.schedule)
+                for partition, (ids, vecs) in parts.items()
+            })
             self._applied = seq
 
     # ------------------------------------------------------------------------------------ stats
     def stats(self) -> CacheStats:
         count, size = self.store.counts()
         parts = sum(1 for _, p in self._index.items() if len(p))
-        return CacheStats(count, size, parts, len(self._index), seq=self._applied, **self._n)
+        with self._mu:
+            counters = dict(self._n)
+        return CacheStats(count, size, parts, len(self._index), seq=self._applied, **counters)

@@ -14,6 +14,12 @@ Sub-databases (keys are big-endian so LMDB's byte order is numeric order)::
     spaces   blake2b(namespace) id -> ""
     expiry   expires_ms(8) id(8)   -> ""
     log      seq(8)                -> LogOp (msgpack)
+    evict    policy key, id(8)     -> size(8)   derived: entries in eviction order (see below)
+
+``evict`` is ordered by the eviction policy's key, so picking victims is a cursor walk from the start,
+not a scan and sort of every entry. It is derived data: built at open when missing or when the
+directory was last used with another policy (one O(n) pass, logged), and kept current by every
+insert, delete and hit-count flush. Processes sharing a directory must use the same policy.
 
 Index snapshots live next to ``data.mdb`` as ``index.snapshot``, written to a temporary file and renamed.
 """
@@ -21,6 +27,7 @@ Index snapshots live next to ``data.mdb`` as ``index.snapshot``, written to a te
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import threading
@@ -46,6 +53,9 @@ SCHEMA_VERSION = 1
 MAGIC = b"thrifty-cache"
 _U64 = struct.Struct(">Q")
 _DBS = (b"meta", b"entries", b"vectors", b"exact", b"members", b"spaces", b"expiry", b"log")
+_DERIVED = (b"evict",)  # rebuilt from ``entries`` when missing: caches written before it still open
+_MAX_U64 = (1 << 64) - 1
+log = logging.getLogger(__name__)
 
 
 class Entry(msgspec.Struct, array_like=True):
@@ -101,12 +111,18 @@ def ns_key(namespace: str) -> bytes:
     return hashlib.blake2b(namespace.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-# Eviction policies are data: a name and the key that sorts entries from "evict first" to "evict last".
-EVICTION_POLICIES: dict[str, Callable[[Entry], Any]] = {
-    "lru": lambda e: max(e.last_hit, e.created),
-    "lfu": lambda e: (e.hits, max(e.last_hit, e.created)),
-    "fifo": lambda e: e.created,
-    "largest-first": lambda e: -e.size,
+def _us(t: float) -> bytes:
+    return u64(min(max(int(t * 1e6), 0), _MAX_U64))
+
+
+# Eviction policies are data: a name and the key that orders entries from "evict first" to "evict last".
+# Keys are bytes whose byte order is the policy's order (big-endian), because LMDB sorts the ``evict``
+# table by them; ties fall back to entry id (insert order).
+EVICTION_POLICIES: dict[str, Callable[[Entry], bytes]] = {
+    "lru": lambda e: _us(max(e.last_hit, e.created)),
+    "lfu": lambda e: u64(e.hits) + _us(max(e.last_hit, e.created)),
+    "fifo": lambda e: _us(e.created),
+    "largest-first": lambda e: u64(_MAX_U64 - max(e.size, 0)),
 }
 
 
@@ -121,9 +137,12 @@ class Store:
         map_size: int = 64 << 20,
         max_map_size: int = 16 << 30,
         durable: bool = True,
+        eviction: str = "lru",
     ):
         self.path = Path(path)
         self.encoder_name, self.dim = encoder_name, dim
+        self.eviction = eviction
+        self._evict_key = EVICTION_POLICIES[eviction]
         self.max_map_size = max(max_map_size, map_size)
         self.env = _open_env(self.path, map_size, durable)
         self._gate = threading.Condition()  # open transactions vs. map resizes (see _Txn)
@@ -164,6 +183,24 @@ class Store:
                 f"{self.encoder_name!r} (dim {self.dim}). Vectors of different encoders cannot be mixed: "
                 "use another cache directory, or export and re-import with re-embedding."
             )
+        self._ensure_evict_index(meta.get("eviction", b"").decode())
+
+    def _ensure_evict_index(self, recorded: str) -> None:
+        """Open (creating if missing) the derived ``evict`` table; refill it if built for another policy."""
+
+        def txn_fn(txn: lmdb.Transaction) -> None:
+            db = self.env.open_db(b"evict", txn=txn)
+            self.db["evict"] = db
+            if recorded == self.eviction:
+                return
+            log.info("cache %s: building the %r eviction order (was %r)", self.path, self.eviction, recorded)
+            txn.drop(db, delete=False)
+            for k, v in txn.cursor(db=self.db["entries"]):
+                e = _entry_dec.decode(v)
+                txn.put(self._evict_key(e) + bytes(k), u64(e.size), db=db)
+            txn.put(b"eviction", self.eviction.encode(), db=self.db["meta"])
+
+        self.write(txn_fn)
 
     def _init_meta(self) -> None:
         with self.env.begin(write=True) as txn:
@@ -179,6 +216,7 @@ class Store:
                     b"created": repr(time.time()).encode(),
                     b"id": os.urandom(16),
                     b"seq": u64(0),
+                    b"eviction": self.eviction.encode(),
                 }.items():
                     txn.put(k, v, db=meta)
 
@@ -256,6 +294,7 @@ class Store:
         txn.put(ns_key(entry.namespace) + key, b"", db=self.db["spaces"])
         if entry.expires_at > 0:
             txn.put(u64(int(entry.expires_at * 1000)) + key, b"", db=self.db["expiry"])
+        txn.put(self._evict_key(entry) + key, u64(entry.size), db=self.db["evict"])
         self._add_bytes(txn, entry.size)
         txn.put(key, msgspec.msgpack.encode(LogOp(seq, "add", seq, entry.partition)), db=self.db["log"])
         return seq
@@ -290,6 +329,7 @@ class Store:
         txn.delete(ns_key(e.namespace) + key, db=self.db["spaces"])
         if e.expires_at > 0:
             txn.delete(u64(int(e.expires_at * 1000)) + key, db=self.db["expiry"])
+        txn.delete(self._evict_key(e) + key, db=self.db["evict"])
         seq = self._next_seq(txn)
         txn.put(u64(seq), msgspec.msgpack.encode(LogOp(seq, "del", entry_id, e.partition)), db=self.db["log"])
         return 1
@@ -303,9 +343,14 @@ class Store:
                 raw = txn.get(key, db=self.db["entries"])
                 if raw is not None:
                     e = _entry_dec.decode(raw)
+                    old = self._evict_key(e)
                     e.hits += count
                     e.last_hit = max(e.last_hit, last)
                     txn.put(key, _entry_enc.encode(e), db=self.db["entries"])
+                    new = self._evict_key(e)
+                    if new != old:  # lru/lfu: the entry moves back in the eviction order
+                        txn.delete(old + key, db=self.db["evict"])
+                        txn.put(new + key, u64(e.size), db=self.db["evict"])
 
         if hits:
             self.write(txn_fn)
@@ -376,6 +421,29 @@ class Store:
         with self.read() as txn:
             for k, v in txn.cursor(db=self.db["entries"]):
                 yield int.from_bytes(k, "big"), _entry_dec.decode(v)
+
+    def eviction_order(self, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` (evict key, entry size) pairs, first victim first: a cursor walk, no scan."""
+        with self.read() as txn:
+            out: list[tuple[bytes, int]] = []
+            for k, v in txn.cursor(db=self.db["evict"]):
+                if len(out) >= limit:
+                    break
+                out.append((bytes(k), int(_U64.unpack(v)[0])))
+        return out
+
+    def evict(self, keys: list[bytes]) -> int:
+        """Delete the entries of these ``eviction_order`` keys in one transaction; the number deleted.
+        A key whose entry is already gone (stale) is dropped too, so it cannot stall later walks."""
+
+        def txn_fn(txn: lmdb.Transaction) -> int:
+            n = 0
+            for k in keys:
+                n += self._delete_in(txn, int.from_bytes(k[-8:], "big"))
+                txn.delete(k, db=self.db["evict"])
+            return n
+
+        return int(self.write(txn_fn)) if keys else 0
 
     def namespace_ids(self, namespace: str) -> list[int]:
         prefix = ns_key(namespace)

@@ -198,6 +198,11 @@ def _parser() -> argparse.ArgumentParser:
 BENCH_SUITES: dict[str, str] = {
     "cache": "cache_quality",
     "router": "router_eval",
+    "proxy": "proxy_bench",
+    "overhead": "overhead",
+    "scale": "scale",
+    "compare": "compare",
+    "loadgen": "loadgen",
 }
 
 

@@ -84,6 +84,7 @@ class Engine:
             with self._start_lock:
                 if self._cache is None:
                     self._cache = self.parts.open_cache()
+                    self._cache.start_sweeper()  # TTL expiry, eviction, hit counts, snapshots: off the request path
         return self._cache
 
     async def start(self) -> None:

@@ -30,14 +30,13 @@ def _model_path(job: dict[str, Any]) -> str:
 
 
 def _build(job: dict[str, Any], data_dir: str) -> tuple[Any, dict[str, int]]:
+    import torch
     from gptcache import Cache, Config
     from gptcache.embedding import SBERT
     from gptcache.manager import manager_factory
     from gptcache.processor.post import first
     from gptcache.processor.pre import get_prompt
     from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
-
-    import torch
 
     # thrifty's encoder runs one intra-op thread (measured fastest on 2 cores); the same for GPTCache's, so
     # that the encoders compare like for like and neither fights the other processes for cores.
