@@ -117,6 +117,7 @@ class PartitionIndex:
         self._dead = 0
         self._oplog: list[tuple[bool, int]] | None = None  # (is_add, id) while a rebuild runs
         self._scheduled = False
+        self._rebuilding = threading.Lock()  # one rebuild at a time
 
     # ------------------------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -236,13 +237,26 @@ class PartitionIndex:
     def rebuild(self, stop: threading.Event | None = None) -> bool:
         """Build a replacement of the live rows without blocking searches, then swap it in; False when
         nothing was to do or ``stop`` was set meanwhile. Run by ``IndexSet``'s background thread."""
-        with self._lock:
+        if not self._rebuilding.acquire(blocking=False):
+            return False
+        try:
+            return self._rebuild(stop)
+        finally:
+            self._rebuilding.release()
+
+    def _rebuild(self, stop: threading.Event | None) -> bool:
+        # The copy of the live rows (150 MB at 100k) holds the lock shared: searches go on, writes wait
+        # and are logged from the moment it is taken.
+        self._lock.acquire_read()
+        try:
             self._scheduled = False
             if self._oplog is not None or not self._wants_rebuild():
                 return False
             keep = self._alive[: self._n] if self._alive is not None else slice(None)
             ids, vecs = self._ids[: self._n][keep].copy(), self._vecs[: self._n][keep].copy()
-            self._oplog = []
+            self._oplog = []  # no writer can run while the lock is held shared
+        finally:
+            self._lock.release_read()
         swapped = False
         try:
             fresh = PartitionIndex(self.dim, self.params, schedule=_never)

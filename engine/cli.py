@@ -145,7 +145,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(f"bench.{args.suite_module}")
-    return int(module.main(args.rest) or 0)
+    rc = module.main(args.rest)
+    return rc if isinstance(rc, int) else 0  # some suites return their results
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -73,6 +73,12 @@ class Pipeline:
     async def lookup(self, ctx: Ctx) -> ChatResponse | None:
         """Exact then semantic lookup; computes the vector (once) for the cache and the router."""
         e = self.e
+        pinned = ctx.request.model not in ("auto", "")
+        if ctx.mode == "off" and pinned:
+            # Nothing needs the scope or the vector: no cache, and a pinned model is not chosen by the
+            # prompt's task.
+            ctx.meta.cache = "bypass"
+            return None
         namespace = ctx.options.namespace or e.namespace_of(ctx.tenant)
         ctx.scope = scope(ctx.request, namespace=namespace)
         ctx.lap("scope")
@@ -81,11 +87,6 @@ class Pipeline:
             ctx.lap("exact")
             if hit is not None:
                 return self._served(ctx, hit, "exact")
-        pinned = ctx.request.model not in ("auto", "")
-        if ctx.mode == "off" and pinned:
-            # Nobody needs the vector: no cache, and a pinned model is not chosen by the prompt's task.
-            ctx.meta.cache = "bypass"
-            return None
         ctx.vector = await e.embed(ctx.scope.text or text_of(ctx.request.messages[-1].content))
         ctx.lap("encode")
         if reads(ctx.mode) and ctx.scope.text:

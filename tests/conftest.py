@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,3 +20,24 @@ def minilm():  # type: ignore[no-untyped-def]
     enc = default_encoder()
     enc.encode(["warm up"])
     return enc
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _fake_upstream() -> Iterator[object]:
+    """One loopback fake upstream (OpenAI, Anthropic, Cortex wire formats) for the whole session."""
+    from bench.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(_fake_upstream):  # type: ignore[no-untyped-def]
+    """The fake upstream with its scripts and recorded requests cleared."""
+    _fake_upstream.reset()
+    return _fake_upstream

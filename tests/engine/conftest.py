@@ -19,23 +19,6 @@ from engine.server import create_app
 ANSWER = "Hello from the fake upstream. The answer is 42."
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def _upstream_server() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(_upstream_server: FakeUpstream) -> FakeUpstream:
-    _upstream_server.reset()
-    return _upstream_server
-
-
 def base_config(tmp_path: Path, upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
     """An engine config whose only provider is the fake upstream, serving every catalog model."""
     cfg: dict[str, Any] = {

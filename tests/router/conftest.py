@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -11,23 +11,6 @@ from dispatch_helpers import provider_config
 from bench.fake_upstream import FakeUpstream
 from router.providers import build_provider
 from router.providers.base import Provider
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def _fake_upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(_fake_upstream: FakeUpstream) -> FakeUpstream:
-    _fake_upstream.reset()
-    return _fake_upstream
 
 
 @pytest.fixture
