@@ -9,11 +9,17 @@ clear these steps, cheapest first:
 3. the hard guards, which compare what differs between the two prompts and refuse outright:
    numbers and their units, negations and polarity prefixes (enable/disable), closed sets of
    contrasting words (formats, languages, scopes, antonyms), names, the direction of "X to Y";
-4. the soft substitution guard: the same frame with one or two content words swapped lowers the
-   score by `substitution_penalty` while the similarity is below `substitution_bar`;
-5. the acceptance threshold on that score (per request overridable).
+4. the learned verifier (default): a small cross-encoder (cache/data/verifier, trained by
+   bench/train_verifier.py) reads both prompts together; its logit and the cosine give a calibrated
+   probability that the two may share an answer, accepted at `threshold`. Several candidates of one
+   lookup are scored in one forward pass (`verify_many`).
+   With `learned=False` instead: the soft substitution guard (the same frame with one or two content
+   words swapped lowers the score by `substitution_penalty` while the similarity is below
+   `substitution_bar`) and a cosine `threshold`.
 
-`Verdict.score` is the similarity in cosine units, minus the soft penalty when it applied.
+`Verdict.score` is that probability when the learned stage ran, else the similarity in cosine units
+(minus the soft penalty when it applied). A per-request `threshold` overrides the probability
+threshold (learned stage) or the cosine threshold (without it).
 """
 
 from __future__ import annotations
@@ -34,11 +40,17 @@ from cache._verify_guards import (
     number_guard,
 )
 from cache._verify_text import MAX_ANALYSED_CHARS, Analysis, Lexicon
+from cache._verify_model import LearnedVerifier, VerifierModelError
 from cache.errors import CacheInputError
 
-__all__ = ["PRESETS", "HitPolicy", "PolicyConfig", "Verdict", "default_policy"]
+__all__ = ["PRESETS", "HitPolicy", "PolicyConfig", "Verdict", "VerifierModelError", "default_policy"]
 
 _ANALYSIS_CACHE_SIZE = 2048
+# Probability threshold of the learned stage, chosen on the training data's dev split by
+# `python -m bench.train_verifier calibrate` (see cache/data/verifier/learned.json).
+LEARNED_THRESHOLD = 0.5
+# Cosine threshold when the learned stage is off (bench/cache_quality.py, OSSChat replay).
+COSINE_THRESHOLD = 0.92
 
 
 def _fold(text: str) -> str:
@@ -56,12 +68,16 @@ class Verdict(msgspec.Struct, frozen=True):
 class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Numbers chosen from bench/cache_quality.py measurements (see the README's cache section).
 
-    `threshold` and the bars are cosine similarities; the boolean switches turn single guards off.
+    `first_bar` and `substitution_bar` are cosine similarities. `threshold` is the learned stage's
+    probability threshold when `learned` is on, a cosine threshold when it is off; None picks the
+    measured default of either. The boolean switches turn single guards off.
     """
 
-    threshold: float = 0.92
+    threshold: float | None = None
     first_bar: float = 0.60
     top_k: int = 3
+    learned: bool = True
+    verifier_dir: str | None = None
     numbers: bool = True
     negation: bool = True
     antonyms: bool = True
@@ -77,7 +93,7 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lexicon_path: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.first_bar <= 1.0 or not -1.0 <= self.threshold <= 1.0:
+        if not 0.0 <= self.first_bar <= 1.0 or not -1.0 <= self.effective_threshold <= 1.0:
             raise CacheInputError(
                 f"PolicyConfig: first_bar must be in [0, 1] and threshold in [-1, 1], "
                 f"got first_bar={self.first_bar}, threshold={self.threshold}"
@@ -90,6 +106,12 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 f"{self.max_substituted_words} and {self.substitution_penalty}"
             )
 
+    @property
+    def effective_threshold(self) -> float:
+        if self.threshold is not None:
+            return float(self.threshold)
+        return LEARNED_THRESHOLD if self.learned else COSINE_THRESHOLD
+
 
 class HitPolicy:
     """Verifies a (query, cached prompt) pair the index found similar; one instance per cache."""
@@ -97,8 +119,12 @@ class HitPolicy:
     def __init__(self, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
         self.first_bar = self.config.first_bar
-        self.threshold = self.config.threshold
+        self.threshold = self.config.effective_threshold
         self.top_k = self.config.top_k
+        self._model: LearnedVerifier | None = None
+        if self.config.learned:
+            folder = Path(self.config.verifier_dir) if self.config.verifier_dir else None
+            self._model = LearnedVerifier(folder)  # files load on the first scored pair
         self._lexicon: Lexicon | None = None
         self._guards: tuple[Guard, ...] = ()
         self._substitution: Guard | None = None
@@ -143,14 +169,36 @@ class HitPolicy:
         self, query: str, candidate: str, similarity: float, threshold: float | None = None
     ) -> Verdict:
         """Accept or refuse `candidate`'s answer for `query`; `threshold` overrides the default."""
-        score = float(similarity)
+        return self.verify_many(query, [(candidate, similarity)], threshold)[0]
+
+    def verify_many(
+        self, query: str, candidates: list[tuple[str, float]], threshold: float | None = None
+    ) -> list[Verdict]:
+        """One verdict per (candidate prompt, similarity), in order; the learned stage scores every
+        candidate that reaches it in a single forward pass."""
+        bar = self.threshold if threshold is None else float(threshold)
+        verdicts: list[Verdict | None] = [self._cheap(query, c, float(s), bar) for c, s in candidates]
+        pending = [i for i, v in enumerate(verdicts) if v is None]
+        if pending and self._model is not None:
+            probs = self._model.probabilities(
+                [(query, candidates[i][0]) for i in pending], [float(candidates[i][1]) for i in pending]
+            )
+            for i, p in zip(pending, probs, strict=True):
+                ok = p >= bar
+                verdicts[i] = Verdict(ok, p, "ok" if ok else f"verifier: p={p:.3f} < {bar:g}")
+        return [v if v is not None else Verdict(False, 0.0, "below threshold") for v in verdicts]
+
+    def _cheap(self, query: str, candidate: str, score: float, bar: float) -> Verdict | None:
+        """The verdict of the cheap stages, or None when the learned stage must decide."""
         if query == candidate:
             return Verdict(True, 1.0, "identical")
         long = len(query) > MAX_ANALYSED_CHARS or len(candidate) > MAX_ANALYSED_CHARS
         if not long and _fold(query) == _fold(candidate):
             return Verdict(True, 1.0, "identical")
-        bar = self.threshold if threshold is None else float(threshold)
-        if not score >= min(self.first_bar, bar):  # NaN falls here too
+        # Learned: `bar` is a probability and only the first bar gates on cosine; without it an
+        # override below the first bar is honoured (the bar only pre-filters).
+        gate = self.first_bar if self._model is not None else min(self.first_bar, bar)
+        if not score >= gate:  # NaN falls here too
             return Verdict(False, score, "below threshold")
         if long and query[MAX_ANALYSED_CHARS:] != candidate[MAX_ANALYSED_CHARS:]:
             # The guards read a bounded prefix and the encoder a shorter one: a difference past
@@ -167,6 +215,8 @@ class HitPolicy:
             reason = guard(a, b, lexicon)
             if reason is not None:
                 return Verdict(False, score, reason)
+        if self._model is not None:
+            return None
         # Above substitution_bar a small word swap is a synonym more often than not (OSSChat replay).
         soft = None
         if self._substitution is not None and score < self.config.substitution_bar:
