@@ -13,156 +13,47 @@ import random
 import re
 from collections.abc import Iterator
 
+from bench._verifier_synth_data import (
+    ANTONYMS,
+    ASPECT_FRAMES,
+    ASPECTS,
+    CITIES,
+    CODE_TASKS,
+    CONTRACTIONS,
+    COUNTRIES,
+    COUNTRY_INTENTS,
+    DISHES,
+    ETHIC_FRAMES,
+    ETHICS,
+    FOOD_INTENTS,
+    FOODS,
+    FORMATS,
+    HUMAN_LANGS,
+    HYPO_FRAMES,
+    HYPOTHETICALS,
+    LANGS_CODE,
+    NUMBER_WORDS,
+    OBJECTS,
+    PAIR_INTENTS,
+    PREFIXES,
+    PURPOSE_FRAMES,
+    PURPOSES,
+    SCOPES,
+    SUPPORT,
+    TOOL_INTENTS,
+    TOOLS,
+    TOPICS,
+    UNITS,
+    VERB_FRAMES,
+    VERBS,
+    WHO_FACTS,
+    WHO_FRAMES,
+)
+
 Pair = tuple[str, str, int, str]  # a, b, label, kind
 
-TOOLS = (
-    "Python Docker Kubernetes Git Postgres MySQL Redis React Vue Django Flask pandas NumPy PyTorch "
-    "TensorFlow Nginx Terraform Ansible Node.js Rust Go Java Excel VS-Code Jenkins Kafka MongoDB "
-    "Elasticsearch Spark Airflow Milvus Grafana Prometheus Linux Ubuntu Windows macOS Slack Zoom "
-    "Jupyter Anaconda Homebrew npm Angular Svelte FastAPI Spring Laravel Rails SQLite GraphQL Helm"
-).replace("VS-Code", "VS_Code").split()
-TOOLS = [t.replace("_", " ") for t in TOOLS]
-LANGS_CODE = "Python JavaScript TypeScript Java C++ C# Go Rust Ruby PHP Kotlin Swift Scala Bash R".split()
-COUNTRIES = (
-    "France Germany Spain Italy Japan China India Brazil Canada Mexico Egypt Kenya Nigeria Peru Chile "
-    "Austria Australia Sweden Norway Poland Greece Turkey Iran Iraq Vietnam Thailand Argentina Portugal "
-    "Ireland Iceland Switzerland Belgium Netherlands Denmark Finland Colombia Morocco Ghana Nepal"
-).split()
-CITIES = (
-    "Paris London Berlin Madrid Rome Tokyo Beijing Delhi Sydney Toronto Chicago Boston Seattle Miami "
-    "Vienna Prague Lisbon Dublin Oslo Cairo Nairobi Lima Bangkok Seoul Istanbul Amsterdam Munich Denver"
-).split()
-HUMAN_LANGS = "French German Spanish Italian Japanese Chinese Portuguese Russian Korean Arabic Dutch Hindi".split()
-FORMATS = ["JSON", "YAML", "CSV", "XML", "Markdown", "HTML", "a table", "a bulleted list", "plain text", "TOML"]
-UNITS = [
-    ("kilometers", "miles"), ("miles", "kilometers"), ("Celsius", "Fahrenheit"), ("Fahrenheit", "Celsius"),
-    ("kilograms", "pounds"), ("pounds", "kilograms"), ("liters", "gallons"), ("gallons", "liters"),
-    ("inches", "centimeters"), ("centimeters", "inches"), ("meters", "feet"), ("feet", "meters"),
-    ("ounces", "grams"), ("grams", "ounces"), ("hours", "minutes"), ("megabytes", "gigabytes"),
-]
-TOPICS = (
-    "climate change|the ocean|friendship|artificial intelligence|the moon|autumn leaves|remote work|"
-    "a lost dog|coffee|the history of Rome|electric cars|social media|a rainy day|space travel|my grandmother|"
-    "machine learning|the French revolution|healthy sleep|city life|the stock market"
-).split("|")
-FOODS = "eggs salmon tuna cheese rice bananas avocado chicken spinach almonds tofu yogurt oats lentils".split()
-DISHES = ["lasagna", "pancakes", "banana bread", "chili", "guacamole", "risotto", "pad thai", "sourdough bread",
-          "tiramisu", "hummus", "fried rice", "apple pie"]
-CODE_TASKS = [
-    ("reverse a string", "reverses a string"), ("sort a list of numbers", "sorts a list of numbers"),
-    ("check if a number is prime", "checks whether a number is prime"),
-    ("read a CSV file", "reads a CSV file"), ("remove duplicates from a list", "removes duplicates from a list"),
-    ("find the largest element in an array", "finds the largest element in an array"),
-    ("count the words in a file", "counts the words in a file"), ("merge two dictionaries", "merges two dictionaries"),
-    ("parse a JSON string", "parses a JSON string"), ("send an HTTP GET request", "sends an HTTP GET request"),
-    ("compute the factorial of a number", "computes the factorial of a number"),
-    ("flatten a nested list", "flattens a nested list"), ("validate an email address", "validates an email address"),
-    ("generate a random password", "generates a random password"), ("connect to a database", "connects to a database"),
-    ("download a file from a URL", "downloads a file from a URL"), ("split a string by commas", "splits a string by commas"),
-    ("convert a string to an integer", "converts a string to an integer"),
-]
-SUPPORT = {
-    "reset_password": ["How do I reset my password?", "I forgot my password, how can I reset it?",
-                       "password reset steps?", "Can you help me reset my password", "how to change a forgotten password"],
-    "change_email": ["How do I change my email address?", "How can I update the email on my account?",
-                     "change account email?", "I want to use a different email address for my account"],
-    "cancel_sub": ["How do I cancel my subscription?", "I want to cancel my subscription, how?",
-                   "How can I stop my subscription from renewing?", "cancel subscription"],
-    "refund": ["How can I get a refund?", "How do I request my money back?", "refund process?",
-               "What do I need to do to get refunded?"],
-    "delete_account": ["How do I delete my account?", "How can I permanently remove my account?",
-                       "delete my account please", "steps to close my account for good"],
-    "billing": ["How do I update my billing information?", "How can I change my payment method?",
-                "update credit card on file", "I need to change the card I pay with"],
-    "invoice": ["Where can I download my invoice?", "How do I get a copy of my invoice?", "invoice download?",
-                "Where do I find my past invoices?"],
-    "track_order": ["Where is my order?", "How can I track my package?", "track my order", "What's the status of my delivery?"],
-    "contact": ["How do I contact customer support?", "How can I reach a human agent?", "support phone number?",
-                "What is the best way to get in touch with support?"],
-    "two_factor": ["How do I turn on two-factor authentication?", "How can I set up 2FA on my account?",
-                   "enable two factor auth", "Help me activate two-step verification"],
-}
 
 # Intents over one tool/entity slot {T}; several forms each (formal, casual, telegraphic).
-TOOL_INTENTS = {
-    "install": ["How do I install {T}?", "What's the easiest way to install {T}?", "{T} installation steps?",
-                "Can you walk me through installing {T}?", "how to set up {T} on my machine", "Guide to installing {T}"],
-    "uninstall": ["How do I uninstall {T}?", "How can I completely remove {T}?", "steps to uninstall {T}",
-                  "What's the right way to get rid of {T} on my computer?"],
-    "update": ["How do I update {T} to the latest version?", "How can I upgrade {T}?", "upgrade {T} to newest version",
-               "What's the command to update {T}?"],
-    "what_is": ["What is {T}?", "Can you explain what {T} is?", "{T} - what is it?", "Give me a short overview of {T}",
-                "What exactly is {T} used for?", "Explain {T} to me"],
-    "pros": ["What are the advantages of {T}?", "Why should I use {T}?", "What are the benefits of using {T}?",
-             "{T} pros?", "What makes {T} a good choice?"],
-    "cons": ["What are the disadvantages of {T}?", "What are the drawbacks of {T}?", "{T} cons?",
-             "What are the downsides of using {T}?"],
-    "learn": ["How can I learn {T} quickly?", "What's the fastest way to learn {T}?", "best resources to learn {T}",
-              "How should I start learning {T}?", "Where do I begin if I want to learn {T}?"],
-    "alternatives": ["What are some alternatives to {T}?", "What can I use instead of {T}?", "{T} alternatives?",
-                     "Which tools are similar to {T}?"],
-    "version": ["What is the latest version of {T}?", "Which version of {T} is the newest?", "current {T} version?",
-                "What's the most recent {T} release?"],
-    "debug": ["Why is {T} not working?", "{T} stopped working, what should I do?", "How do I troubleshoot {T}?",
-              "{T} is broken, how can I fix it?"],
-    "config": ["How do I configure {T}?", "Where is the {T} configuration file?", "How can I change the settings of {T}?",
-               "{T} config location?"],
-    "performance": ["How can I make {T} faster?", "How do I improve the performance of {T}?", "{T} is slow, how to speed it up?",
-                    "Tips for optimizing {T} performance"],
-    "security": ["Is {T} secure?", "How safe is it to use {T}?", "Does {T} have security issues?",
-                 "What are the security risks of {T}?"],
-    "pricing": ["How much does {T} cost?", "Is {T} free?", "What is the pricing of {T}?", "{T} price?"],
-    "example": ["Can you show me an example of {T}?", "Give me a {T} example", "{T} example?", "Show me sample {T} code"],
-    "history": ["Who created {T}?", "Who developed {T} originally?", "Who made {T}?", "{T} creator?"],
-}
-PAIR_INTENTS = {  # {T} and {U}
-    "compare": ["What is the difference between {T} and {U}?", "How does {T} compare to {U}?",
-                "{T} vs {U}: which should I pick?", "Should I use {T} or {U}?", "Compare {T} and {U}"],
-    "migrate": ["How do I migrate from {T} to {U}?", "What are the steps to move from {T} to {U}?",
-                "switching from {T} to {U}, how?", "Guide for migrating {T} to {U}"],
-    "integrate": ["How do I use {T} with {U}?", "How can I integrate {T} with {U}?", "{T} {U} integration?",
-                  "Can {T} work together with {U}?"],
-}
-COUNTRY_INTENTS = {
-    "capital": ["What is the capital of {C}?", "Which city is the capital of {C}?", "capital city of {C}?",
-                "Tell me the capital of {C}", "What's {C}'s capital?"],
-    "population": ["What is the population of {C}?", "How many people live in {C}?", "{C} population?",
-                   "How populous is {C}?"],
-    "language": ["What language is spoken in {C}?", "What do people speak in {C}?", "official language of {C}?",
-                 "Which languages are spoken in {C}?"],
-    "currency": ["What currency does {C} use?", "What is the currency of {C}?", "{C} currency?",
-                 "What money do they use in {C}?"],
-    "visit": ["What is the best time to visit {C}?", "When should I travel to {C}?", "best season to go to {C}?",
-              "When is the ideal time for a trip to {C}?"],
-    "food": ["What is the national dish of {C}?", "What food is {C} famous for?", "traditional food of {C}?",
-             "What should I eat when I visit {C}?"],
-    "visa": ["Do I need a visa to visit {C}?", "What are the visa requirements for {C}?", "visa for {C}?",
-             "Is a visa required to travel to {C}?"],
-}
-FOOD_INTENTS = {
-    "calories": ["How many calories are in {F}?", "What is the calorie count of {F}?", "{F} calories?",
-                 "How much energy do {F} have in calories?"],
-    "protein": ["How much protein is in {F}?", "What is the protein content of {F}?", "{F} protein?",
-                "Are {F} a good source of protein?"],
-    "healthy": ["Are {F} healthy?", "Is eating {F} good for you?", "What are the health benefits of {F}?",
-                "Should I eat {F} every day?"],
-    "storage": ["How should I store {F}?", "What's the best way to keep {F} fresh?", "How long do {F} last in the fridge?",
-                "storing {F}?"],
-}
-PREFIXES = ["", "", "", "Please tell me: ", "Quick question: ", "Hey, ", "I was wondering, ", "Can you help? "]
-CONTRACTIONS = [("what is", "what's"), ("do not", "don't"), ("can not", "can't"), ("it is", "it's"),
-                ("does not", "doesn't"), ("I am", "I'm"), ("is not", "isn't"), ("how is", "how's")]
-SCOPES = [("for beginners", "for experts"), ("in summer", "in winter"), ("for kids", "for adults"),
-          ("on Windows", "on Mac"), ("on Linux", "on Windows"), ("for a small team", "for a large enterprise"),
-          ("at night", "in the morning"), ("for dogs", "for cats"), ("in the morning", "in the evening"),
-          ("for a vegetarian", "for a vegan"), ("for my boss", "for my friend"), ("in the US", "in the UK")]
-ANTONYMS = [("increase", "decrease"), ("maximum", "minimum"), ("largest", "smallest"), ("first", "last"),
-            ("before", "after"), ("ascending", "descending"), ("enable", "disable"), ("upload", "download"),
-            ("import", "export"), ("encrypt", "decrypt"), ("add", "remove"), ("start", "stop"),
-            ("open", "close"), ("show", "hide"), ("lock", "unlock"), ("buy", "sell"), ("odd", "even"),
-            ("highest", "lowest"), ("faster", "slower"), ("public", "private"), ("install", "uninstall")]
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
-                9: "nine", 10: "ten", 12: "twelve", 20: "twenty", 50: "fifty", 100: "a hundred"}
 
 
 def _surface(rng: random.Random, text: str) -> str:
@@ -182,8 +73,9 @@ def _surface(rng: random.Random, text: str) -> str:
     return text
 
 
-def _forms_pairs(rng: random.Random, intents: dict[str, list[str]], slot: str, values: list[str],
-                 n: int, kind: str) -> Iterator[Pair]:
+def _forms_pairs(
+    rng: random.Random, intents: dict[str, list[str]], slot: str, values: list[str], n: int, kind: str
+) -> Iterator[Pair]:
     names = list(intents)
     for _ in range(n):
         intent = rng.choice(names)
@@ -199,7 +91,12 @@ def _forms_pairs(rng: random.Random, intents: dict[str, list[str]], slot: str, v
             yield _surface(rng, a), _surface(rng, fb.replace(slot, w)), 0, f"{kind}:entity"
         else:  # same entity, other intent
             other = rng.choice([x for x in names if x != intent])
-            yield _surface(rng, a), _surface(rng, rng.choice(intents[other]).replace(slot, v)), 0, f"{kind}:intent"
+            yield (
+                _surface(rng, a),
+                _surface(rng, rng.choice(intents[other]).replace(slot, v)),
+                0,
+                f"{kind}:intent",
+            )
 
 
 def _pair_intents(rng: random.Random, n: int) -> Iterator[Pair]:
@@ -223,8 +120,14 @@ def _pair_intents(rng: random.Random, n: int) -> Iterator[Pair]:
 
 
 def _convert(rng: random.Random, n: int) -> Iterator[Pair]:
-    forms = ["Convert {n} {a} to {b}", "How many {b} is {n} {a}?", "What is {n} {a} in {b}?", "{n} {a} to {b}",
-             "{n} {a} equals how many {b}?", "Can you convert {n} {a} into {b} for me?"]
+    forms = [
+        "Convert {n} {a} to {b}",
+        "How many {b} is {n} {a}?",
+        "What is {n} {a} in {b}?",
+        "{n} {a} to {b}",
+        "{n} {a} equals how many {b}?",
+        "Can you convert {n} {a} into {b} for me?",
+    ]
     for _ in range(n):
         ua, ub = rng.choice(UNITS)
         num = rng.choice([1, 2, 3, 5, 10, 12, 20, 25, 50, 100, 150, 500, 1000])
@@ -245,9 +148,15 @@ def _convert(rng: random.Random, n: int) -> Iterator[Pair]:
 
 
 def _code(rng: random.Random, n: int) -> Iterator[Pair]:
-    forms = ["Write a {L} function that {t3}", "How do I {t} in {L}?", "{L} code to {t}",
-             "Can you show me {L} code that {t3}?", "In {L}, what's the best way to {t}?",
-             "I need a {L} snippet to {t}", "Implement a function in {L} which {t3}"]
+    forms = [
+        "Write a {L} function that {t3}",
+        "How do I {t} in {L}?",
+        "{L} code to {t}",
+        "Can you show me {L} code that {t3}?",
+        "In {L}, what's the best way to {t}?",
+        "I need a {L} snippet to {t}",
+        "Implement a function in {L} which {t3}",
+    ]
     for _ in range(n):
         li = rng.randrange(len(CODE_TASKS))
         t, t3 = CODE_TASKS[li]
@@ -266,9 +175,25 @@ def _code(rng: random.Random, n: int) -> Iterator[Pair]:
 
 
 def _writing(rng: random.Random, n: int) -> Iterator[Pair]:
-    kinds = ["poem", "haiku", "short story", "essay", "blog post", "limerick", "speech", "tweet", "cover letter"]
-    forms = ["Write a {k} about {t}", "Can you write me a {k} on {t}?", "Compose a {k} about {t}",
-             "I'd like a {k} about {t}", "Please draft a {k} on the topic of {t}", "{k} about {t}, please"]
+    kinds = [
+        "poem",
+        "haiku",
+        "short story",
+        "essay",
+        "blog post",
+        "limerick",
+        "speech",
+        "tweet",
+        "cover letter",
+    ]
+    forms = [
+        "Write a {k} about {t}",
+        "Can you write me a {k} on {t}?",
+        "Compose a {k} about {t}",
+        "I'd like a {k} about {t}",
+        "Please draft a {k} on the topic of {t}",
+        "{k} about {t}, please",
+    ]
     for _ in range(n):
         k, t = rng.choice(kinds), rng.choice(TOPICS)
         fa, fb = rng.sample(forms, 2)
@@ -283,16 +208,39 @@ def _writing(rng: random.Random, n: int) -> Iterator[Pair]:
         else:
             words = rng.choice([(100, 500), (50, 200), (300, 1000), (3, 5)])
             unit = "lines" if words[0] < 10 else "words"
-            yield f"{a} in {words[0]} {unit}", f"{fb.format(k=k, t=t)} in {words[1]} {unit}", 0, "writing:number"
+            yield (
+                f"{a} in {words[0]} {unit}",
+                f"{fb.format(k=k, t=t)} in {words[1]} {unit}",
+                0,
+                "writing:number",
+            )
 
 
 def _translate_format(rng: random.Random, n: int) -> Iterator[Pair]:
-    phrases = ["good morning", "where is the train station", "thank you very much", "I love you", "how much does this cost",
-               "happy birthday", "see you tomorrow", "the meeting is cancelled", "I am allergic to peanuts"]
-    tforms = ["Translate '{p}' into {L}", "How do you say '{p}' in {L}?", "What is '{p}' in {L}?",
-              "'{p}' in {L} please", "Can you translate \"{p}\" to {L}?"]
-    fforms = ["Convert this {A} to {B}", "Turn the following {A} into {B}", "Can you rewrite this {A} as {B}?",
-              "Change this {A} data into {B} format"]
+    phrases = [
+        "good morning",
+        "where is the train station",
+        "thank you very much",
+        "I love you",
+        "how much does this cost",
+        "happy birthday",
+        "see you tomorrow",
+        "the meeting is cancelled",
+        "I am allergic to peanuts",
+    ]
+    tforms = [
+        "Translate '{p}' into {L}",
+        "How do you say '{p}' in {L}?",
+        "What is '{p}' in {L}?",
+        "'{p}' in {L} please",
+        'Can you translate "{p}" to {L}?',
+    ]
+    fforms = [
+        "Convert this {A} to {B}",
+        "Turn the following {A} into {B}",
+        "Can you rewrite this {A} as {B}?",
+        "Change this {A} data into {B} format",
+    ]
     for _ in range(n):
         if rng.random() < 0.5:
             p, lang = rng.choice(phrases), rng.choice(HUMAN_LANGS)
@@ -302,9 +250,19 @@ def _translate_format(rng: random.Random, n: int) -> Iterator[Pair]:
             if r < 0.45:
                 yield a, fb.format(p=p, L=lang), 1, "translate:para"
             elif r < 0.8:
-                yield a, fb.format(p=p, L=rng.choice([x for x in HUMAN_LANGS if x != lang])), 0, "translate:language"
+                yield (
+                    a,
+                    fb.format(p=p, L=rng.choice([x for x in HUMAN_LANGS if x != lang])),
+                    0,
+                    "translate:language",
+                )
             else:
-                yield a, fb.format(p=rng.choice([x for x in phrases if x != p]), L=lang), 0, "translate:phrase"
+                yield (
+                    a,
+                    fb.format(p=rng.choice([x for x in phrases if x != p]), L=lang),
+                    0,
+                    "translate:phrase",
+                )
         else:
             fa_, fb_ = rng.sample(FORMATS, 2)
             f1, f2 = rng.sample(fforms, 2)
@@ -315,7 +273,12 @@ def _translate_format(rng: random.Random, n: int) -> Iterator[Pair]:
             elif r < 0.7:
                 yield a, f2.format(A=fb_, B=fa_), 0, "format:direction"
             else:
-                yield a, f2.format(A=fa_, B=rng.choice([x for x in FORMATS if x not in (fa_, fb_)])), 0, "format:format"
+                yield (
+                    a,
+                    f2.format(A=fa_, B=rng.choice([x for x in FORMATS if x not in (fa_, fb_)])),
+                    0,
+                    "format:format",
+                )
 
 
 def _support(rng: random.Random, n: int) -> Iterator[Pair]:
@@ -331,11 +294,23 @@ def _support(rng: random.Random, n: int) -> Iterator[Pair]:
 
 
 def _math(rng: random.Random, n: int) -> Iterator[Pair]:
-    ops = {"times": ["What is {a} times {b}?", "Calculate {a} * {b}", "Multiply {a} by {b}", "{a} x {b} = ?"],
-           "plus": ["What is {a} plus {b}?", "Calculate {a} + {b}", "Add {a} and {b}", "{a} + {b} = ?"],
-           "minus": ["What is {a} minus {b}?", "Calculate {a} - {b}", "Subtract {b} from {a}", "{a} - {b} = ?"],
-           "percent": ["What is {a}% of {b}?", "Calculate {a} percent of {b}", "{a}% of {b}?", "How much is {a} percent of {b}?"],
-           "sqrt": ["What is the square root of {a}?", "Calculate the square root of {a}", "sqrt of {a}?", "Find the square root of {a}"]}
+    ops = {
+        "times": ["What is {a} times {b}?", "Calculate {a} * {b}", "Multiply {a} by {b}", "{a} x {b} = ?"],
+        "plus": ["What is {a} plus {b}?", "Calculate {a} + {b}", "Add {a} and {b}", "{a} + {b} = ?"],
+        "minus": ["What is {a} minus {b}?", "Calculate {a} - {b}", "Subtract {b} from {a}", "{a} - {b} = ?"],
+        "percent": [
+            "What is {a}% of {b}?",
+            "Calculate {a} percent of {b}",
+            "{a}% of {b}?",
+            "How much is {a} percent of {b}?",
+        ],
+        "sqrt": [
+            "What is the square root of {a}?",
+            "Calculate the square root of {a}",
+            "sqrt of {a}?",
+            "Find the square root of {a}",
+        ],
+    }
     names = list(ops)
     for _ in range(n):
         op = rng.choice(names)
@@ -392,11 +367,21 @@ def _mutate(rng: random.Random, text: str) -> tuple[str, str | None]:
         for s, t in rng.sample(SCOPES, len(SCOPES)):
             if s in text:
                 return "scope", text.replace(s, t)
-    caps = [i for i, w in enumerate(words[1:], 1) if w[:1].isupper() and w.strip("?.,!").isalpha() and w != "I"]
+    caps = [
+        i for i, w in enumerate(words[1:], 1) if w[:1].isupper() and w.strip("?.,!").isalpha() and w != "I"
+    ]
     if caps:
         i = rng.choice(caps)
         w = words[i].strip("?.,!")
-        pool = COUNTRIES if w in COUNTRIES else CITIES if w in CITIES else TOOLS if w in TOOLS else COUNTRIES + CITIES
+        pool = (
+            COUNTRIES
+            if w in COUNTRIES
+            else CITIES
+            if w in CITIES
+            else TOOLS
+            if w in TOOLS
+            else COUNTRIES + CITIES
+        )
         words[i] = words[i].replace(w, rng.choice([x for x in pool if x != w]))
         return "entity", " ".join(words)
     return "none", None
@@ -418,12 +403,22 @@ def generate(rng: random.Random, qqp_questions: list[str], scale: int = 1) -> li
     out += _forms_pairs(rng, TOOL_INTENTS, "{T}", TOOLS, 9000 * scale, "tool")
     out += _forms_pairs(rng, COUNTRY_INTENTS, "{C}", COUNTRIES, 3500 * scale, "country")
     out += _forms_pairs(rng, FOOD_INTENTS, "{F}", FOODS, 1500 * scale, "food")
-    dish_intents = {"recipe": ["How do I make {D}?", "Give me a recipe for {D}", "What's a good {D} recipe?",
-                               "How to cook {D} at home", "Step by step {D} recipe please"],
-                    "time": ["How long does {D} take to make?", "How much time do I need to prepare {D}?",
-                             "{D} prep time?"],
-                    "vegan": ["How do I make vegan {D}?", "Give me a vegan recipe for {D}", "vegan {D} recipe?"],
-                    "history": ["Where does {D} come from?", "What is the origin of {D}?", "{D} origin?"]}
+    dish_intents = {
+        "recipe": [
+            "How do I make {D}?",
+            "Give me a recipe for {D}",
+            "What's a good {D} recipe?",
+            "How to cook {D} at home",
+            "Step by step {D} recipe please",
+        ],
+        "time": [
+            "How long does {D} take to make?",
+            "How much time do I need to prepare {D}?",
+            "{D} prep time?",
+        ],
+        "vegan": ["How do I make vegan {D}?", "Give me a vegan recipe for {D}", "vegan {D} recipe?"],
+        "history": ["Where does {D} come from?", "What is the origin of {D}?", "{D} origin?"],
+    }
     out += _forms_pairs(rng, dish_intents, "{D}", DISHES, 1500 * scale, "dish")
     out += _pair_intents(rng, 2500 * scale)
     out += _convert(rng, 2000 * scale)
@@ -432,6 +427,7 @@ def generate(rng: random.Random, qqp_questions: list[str], scale: int = 1) -> li
     out += _translate_format(rng, 2000 * scale)
     out += _support(rng, 1200 * scale)
     out += _math(rng, 1500 * scale)
+    out += _frames(rng, 9000 * scale)
     generated = [a for a, _, _, _ in out]
     pool = qqp_questions + generated
     out += _mutations(rng, pool, 6000 * scale)
@@ -448,3 +444,86 @@ def generate(rng: random.Random, qqp_questions: list[str], scale: int = 1) -> li
             seen.add((p[0], p[1]))
             uniq.append(p)
     return uniq
+
+
+# Rewording frames: one proposition said in styles LLM users mix (question, imperative, hypothetical,
+# ethical judgement, purpose). Label 1 within a frame family and the same content; label 0 when the
+# content changes. Contents are written here; none comes from an evaluation file.
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _frames(rng: random.Random, n: int) -> Iterator[Pair]:
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.2:
+            i = rng.randrange(len(HYPOTHETICALS))
+            c, q1, q2 = HYPOTHETICALS[i]
+            (f1, _), (f2, _) = rng.sample(HYPO_FRAMES, 2)
+            a = f1.format(c=c, q=rng.choice([q1, q2]), Q=_cap(rng.choice([q1, q2])))
+            if rng.random() < 0.5:
+                b = f2.format(c=c, q=rng.choice([q1, q2]), Q=_cap(rng.choice([q1, q2])))
+                yield a, b, 1, "frame:hypo"
+            else:
+                c2, p1, _ = HYPOTHETICALS[rng.choice([j for j in range(len(HYPOTHETICALS)) if j != i])]
+                mix = rng.random() < 0.5  # same question, other condition / other question, same condition
+                b = f2.format(c=c2 if mix else c, q=q1 if mix else p1, Q=_cap(q1 if mix else p1))
+                yield a, b, 0, "frame:hypo_other"
+        elif r < 0.4:
+            x = rng.choice(ETHICS)
+            f1, f2 = rng.sample(ETHIC_FRAMES, 2)
+            if rng.random() < 0.5:
+                yield f1.format(x=x), f2.format(x=x), 1, "frame:ethics"
+            else:
+                yield (
+                    f1.format(x=x),
+                    f2.format(x=rng.choice([e for e in ETHICS if e != x])),
+                    0,
+                    "frame:ethics_other",
+                )
+        elif r < 0.55:
+            i = rng.randrange(len(PURPOSES))
+            f1, f2 = rng.sample(PURPOSE_FRAMES, 2)
+            j = i if rng.random() < 0.5 else rng.choice([k for k in range(len(PURPOSES)) if k != i])
+            yield (
+                f1.format(a=PURPOSES[i][0], b=PURPOSES[i][1]),
+                f2.format(a=PURPOSES[j][0], b=PURPOSES[j][1]),
+                int(i == j),
+                "frame:purpose",
+            )
+        elif r < 0.7:
+            i = rng.randrange(len(WHO_FACTS))
+            f1, f2 = rng.sample(WHO_FRAMES, 2)
+            j = i if rng.random() < 0.5 else rng.choice([k for k in range(len(WHO_FACTS)) if k != i])
+            (v1, n1), (v2, n2) = WHO_FACTS[i], WHO_FACTS[j]
+            yield (
+                f1.format(v=v1, n=n1, N=_cap(n1)),
+                f2.format(v=v2, n=n2, N=_cap(n2)),
+                int(i == j),
+                "frame:who",
+            )
+        elif r < 0.85:
+            t = rng.choice(TOOLS)
+            i = rng.randrange(len(ASPECTS))
+            f1, f2 = rng.sample(ASPECT_FRAMES, 2)
+            j = i if rng.random() < 0.45 else rng.choice([k for k in range(len(ASPECTS)) if k != i])
+            yield (
+                f1.format(a=rng.choice(ASPECTS[i]), T=t),
+                f2.format(a=rng.choice(ASPECTS[j]), T=t),
+                int(i == j),
+                "frame:aspect",
+            )
+        else:
+            o = rng.choice(OBJECTS)
+            i = rng.randrange(len(VERBS))
+            f1, f2 = rng.sample(VERB_FRAMES, 2)
+            j = i if rng.random() < 0.45 else rng.choice([k for k in range(len(VERBS)) if k != i])
+            v1, v2 = rng.choice(VERBS[i]), rng.choice(VERBS[j])
+            yield (
+                f1.format(v=v1, V=_cap(v1), o=o),
+                f2.format(v=v2, V=_cap(v2), o=o),
+                int(i == j),
+                "frame:verb",
+            )

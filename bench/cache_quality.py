@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 
 from bench._embed_cache import EmbeddingCache, named_encoder
-from cache.policy import PRESETS, HitPolicy
+from cache.policy import COSINE_THRESHOLD, PRESETS, HitPolicy, Verdict
 
 DATA = Path(os.environ.get("THRIFTY_DATA", "../shared/data")) / "cache"
 DEFAULT_PAIRS = [DATA / "qqp_pairs.jsonl", DATA / "llm_paraphrases.jsonl"]
@@ -82,11 +82,11 @@ def _extend(ps: PairSet, rows: list[dict]) -> None:
         ps.kind.append(str(r.get("kind", r.get("domain", ""))))
 
 
-def _curve(accept_at: list[np.ndarray], labels: np.ndarray) -> dict[str, list[float]]:
+def _curve(accept_at: list[np.ndarray], labels: np.ndarray, grid: list[float]) -> dict[str, list[float]]:
     pos = max(int(labels.sum()), 1)
     neg = max(int((1 - labels).sum()), 1)
     out: dict[str, list[float]] = {
-        "threshold": THRESHOLDS,
+        "threshold": grid,
         "precision": [],
         "recall": [],
         "false_hit_rate": [],
@@ -98,6 +98,42 @@ def _curve(accept_at: list[np.ndarray], labels: np.ndarray) -> dict[str, list[fl
         out["recall"].append(tp / pos)
         out["false_hit_rate"].append(fp / neg)
     return out
+
+
+PROB_THRESHOLDS = [round(t, 3) for t in np.arange(0.05, 0.991, 0.01)]
+
+
+class Scored:
+    """Every verdict of one policy at threshold -1, memoised per (query, candidate): what a verdict
+    at any threshold is follows from it (`accepts`), so sweeps and replays score each pair once."""
+
+    def __init__(self, policy: HitPolicy) -> None:
+        self.policy = policy
+        self.learned = policy.config.learned
+        self.grid = PROB_THRESHOLDS if self.learned else THRESHOLDS
+        self._memo: dict[tuple[str, str, float], Verdict] = {}
+
+    def verdicts(self, a: list[str], b: list[str], cos: np.ndarray) -> list[Verdict]:
+        keys = [(x, y, float(c)) for x, y, c in zip(a, b, cos, strict=True)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        for k, v in zip(todo, self.policy.verify_pairs(todo, threshold=-1.0), strict=True):
+            self._memo[k] = v
+        return [self._memo[k] for k in keys]
+
+    def accepts(self, v: Verdict, cos: float, t: float) -> bool:
+        """The verdict `policy.verify(..., threshold=t)` gives (checked against it in the tests)."""
+        if v.reason == "identical":
+            return True
+        gate = self.policy.first_bar if self.learned else min(self.policy.first_bar, t)
+        return v.accept and cos >= gate and v.score >= t
+
+    def decide(self, t: float | None = None):
+        t = self.policy.threshold if t is None else t
+
+        def decide(q: str, c: str, s: float) -> bool:
+            return self.accepts(self.verdicts([q], [c], np.array([s]))[0], s, t)
+
+        return decide
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -125,47 +161,57 @@ def _point(acc: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
+def _ranking(sc: Scored, verdicts: list[Verdict], cos: np.ndarray) -> np.ndarray:
+    """One score per pair that orders the policy's decisions (for average precision): identical
+    first, then what reaches the last stage by its score, then what a guard refused, by cosine."""
+    identical = np.array([v.reason == "identical" for v in verdicts])
+    reach = np.array([v.accept for v in verdicts]) & (cos >= sc.policy.first_bar)
+    scores = np.array([v.score for v in verdicts])
+    return np.where(identical, 3.0, np.where(reach, scores, cos - 2.0))
+
+
 def evaluate_pairs(
-    ps: PairSet, vecs: dict[str, np.ndarray], policy: HitPolicy, presets: dict[str, HitPolicy]
+    ps: PairSet, vecs: dict[str, np.ndarray], scored: Scored, presets: dict[str, Scored]
 ) -> dict:
     labels = np.asarray(ps.label, dtype=np.int64)
     va = np.stack([vecs[t] for t in ps.a])
     vb = np.stack([vecs[t] for t in ps.b])
     cos = np.einsum("ij,ij->i", va, vb).astype(np.float64)
-    # The guards do not depend on the threshold: one verify per pair at threshold -1 says whether
-    # they pass; the real per-threshold call below checks that the decomposition holds.
+    policy = scored.policy
     t0 = time.perf_counter()
-    verdicts = [policy.verify(a, b, c, threshold=-1.0) for a, b, c in zip(ps.a, ps.b, cos, strict=True)]
+    verdicts = scored.verdicts(ps.a, ps.b, cos)
     verify_s = time.perf_counter() - t0
-    # At threshold -1 only a hard guard refuses; the verdict's score carries the soft penalties.
-    passes = np.array([v.accept for v in verdicts])
-    identical = np.array([v.reason == "identical" for v in verdicts])
-    scores = np.array([v.score for v in verdicts])
-    above_bar = cos >= policy.first_bar
+
+    def accept_at(sc: Scored, vs: list[Verdict], t: float) -> np.ndarray:
+        return np.array([sc.accepts(v, c, t) for v, c in zip(vs, cos, strict=True)])
+
     cos_acc = [cos >= t for t in THRESHOLDS]
-    pol_acc = [identical | (passes & above_bar & (cos >= t) & (scores >= t)) for t in THRESHOLDS]
-    default = np.array([policy.verify(a, b, c).accept for a, b, c in zip(ps.a, ps.b, cos, strict=True)])
-    at_presets = {
-        name: {
-            "threshold": p.threshold,
-            "cosine_at_same_threshold": _point(cos >= p.threshold, labels),
-            **_point(
-                np.array([p.verify(a, b, c).accept for a, b, c in zip(ps.a, ps.b, cos, strict=True)]), labels
-            ),
+    pol_acc = [accept_at(scored, verdicts, t) for t in scored.grid]
+    default = accept_at(scored, verdicts, policy.threshold)
+    at_presets = {}
+    for name, sc in presets.items():
+        vs = sc.verdicts(ps.a, ps.b, cos)
+        curve = _curve([accept_at(sc, vs, t) for t in sc.grid], labels, sc.grid)
+        at_presets[name] = {
+            "threshold": sc.policy.threshold,
+            "learned": sc.learned,
+            "average_precision": average_precision(_ranking(sc, vs, cos), labels),
+            "best_recall_at_fhr_2pct": _best_recall(curve, 0.02),
+            "cosine_at_same_threshold": _point(cos >= sc.policy.threshold, labels),
+            **_point(accept_at(sc, vs, sc.policy.threshold), labels),
         }
-        for name, p in presets.items()
-    }
-    cosine_curve, policy_curve = _curve(cos_acc, labels), _curve(pol_acc, labels)
+    cosine_curve, policy_curve = _curve(cos_acc, labels, THRESHOLDS), _curve(pol_acc, labels, scored.grid)
     reasons: dict[str, int] = {}
-    for v, lab in zip(verdicts, labels, strict=True):
-        if not v.accept:
-            key = f"{'neg' if lab == 0 else 'pos'}:{v.reason.split(':')[0]}"
+    for acc, v, lab in zip(default, verdicts, labels, strict=True):
+        if not acc:
+            why = v.reason if not v.accept else "below threshold"
+            key = f"{'neg' if lab == 0 else 'pos'}:{why.split(':')[0]}"
             reasons[key] = reasons.get(key, 0) + 1
     missed_by_kind: dict[str, int] = {}
     for acc, lab, kind in zip(default, labels, ps.kind, strict=True):
         if acc and lab == 0:
             missed_by_kind[kind] = missed_by_kind.get(kind, 0) + 1
-    policy_scores = np.where(passes | identical, scores, cos - 2.0)
+    policy_scores = _ranking(scored, verdicts, cos)
     return {
         "pairs": len(labels),
         "positives": int(labels.sum()),
@@ -174,7 +220,7 @@ def evaluate_pairs(
             "average_precision": average_precision(cos, labels),
             "curve": cosine_curve,
             "best_recall_at_fhr_2pct": _best_recall(cosine_curve, 0.02),
-            "at_default_threshold": _point(cos >= policy.threshold, labels),
+            "at_default_threshold": _point(cos >= COSINE_THRESHOLD, labels),
         },
         "policy": {
             "average_precision": average_precision(policy_scores, labels),
@@ -240,29 +286,22 @@ def _replay_seeds(clusters, vecs, decide, top_k: int) -> dict:
 
 
 def evaluate_replay(
-    clusters: list[list[str]], vecs: dict[str, np.ndarray], policy: HitPolicy, presets: dict[str, HitPolicy]
+    clusters: list[list[str]], vecs: dict[str, np.ndarray], scored: Scored, presets: dict[str, Scored]
 ) -> dict:
     """Shuffled replays (seeds 0-4, the mean is what a figure quotes) and the file's own order."""
     out: dict = {"questions": sum(map(len, clusters)), "clusters": len(clusters), "seeds": list(REPLAY_SEEDS)}
     out["cosine_0.90"] = _replay_seeds(clusters, vecs, lambda q, c, s: s >= 0.90, 1)
-    for name, p in presets.items():
-        out[f"cosine_{p.threshold}"] = _replay_seeds(clusters, vecs, lambda q, c, s, t=p.threshold: s >= t, 1)
-        out[f"policy_{name}"] = _replay_seeds(
-            clusters, vecs, lambda q, c, s, p=p: p.verify(q, c, s).accept, p.top_k
-        )
-    sweep = THRESHOLDS[::5]
+    out[f"cosine_{COSINE_THRESHOLD}"] = _replay_seeds(
+        clusters, vecs, lambda q, c, s: s >= COSINE_THRESHOLD, 1
+    )
+    for name, sc in presets.items():
+        out[f"policy_{name}"] = _replay_seeds(clusters, vecs, sc.decide(), sc.policy.top_k)
     out["cosine_sweep"] = {
-        str(t): replay(clusters, vecs, lambda q, c, s, t=t: s >= t, 1, REPLAY_SEED) for t in sweep
+        str(t): replay(clusters, vecs, lambda q, c, s, t=t: s >= t, 1, REPLAY_SEED) for t in THRESHOLDS[::5]
     }
     out["policy_sweep"] = {
-        str(t): replay(
-            clusters,
-            vecs,
-            lambda q, c, s, t=t: policy.verify(q, c, s, threshold=t).accept,
-            policy.top_k,
-            REPLAY_SEED,
-        )
-        for t in sweep
+        str(t): replay(clusters, vecs, scored.decide(t), scored.policy.top_k, REPLAY_SEED)
+        for t in scored.grid[::5]
     }
     return out
 
@@ -333,13 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     clusters = json.loads(clusters_path.read_text()) if clusters_path else None
     texts = [t for s in sets for t in (*s.a, *s.b)] + [q for c in clusters or [] for q in c]
     vecs = EmbeddingCache(args.cache_dir, named_encoder(args.encoder)).embed(texts)
-    policy = HitPolicy()
-    presets = {name: HitPolicy(cfg) for name, cfg in PRESETS.items()}
-    results: dict = {"config": msgspec.to_builtins(policy.config)}
+    presets = {name: Scored(HitPolicy(cfg)) for name, cfg in PRESETS.items()}
+    scored = presets["balanced"]
+    results: dict = {"config": msgspec.to_builtins(scored.policy.config)}
     results["presets"] = {name: msgspec.to_builtins(cfg) for name, cfg in PRESETS.items()}
-    results["pair_sets"] = {s.name: evaluate_pairs(s, vecs, policy, presets) for s in sets}
+    results["pair_sets"] = {s.name: evaluate_pairs(s, vecs, scored, presets) for s in sets}
     if clusters:
-        results["replay"] = evaluate_replay(clusters, vecs, policy, presets)
+        results["replay"] = evaluate_replay(clusters, vecs, scored, presets)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(results, indent=1))
     plot(results, args.out / "quality.png")
@@ -360,7 +399,8 @@ def summary(results: dict) -> str:
         for preset, d in p["presets"].items():
             cd = d["cosine_at_same_threshold"]
             lines.append(
-                f"   {preset:8s} t={d['threshold']}: policy P {d['precision']:.3f} R {d['recall']:.3f} "
+                f"   {preset:8s} t={d['threshold']}: AP {d['average_precision']:.3f} best R@FHR<=2% "
+                f"{d['best_recall_at_fhr_2pct']['recall']:.3f} | P {d['precision']:.3f} R {d['recall']:.3f} "
                 f"FHR {d['false_hit_rate']:.3f} | cosine alone P {cd['precision']:.3f} R {cd['recall']:.3f} "
                 f"FHR {cd['false_hit_rate']:.3f}"
             )

@@ -66,7 +66,9 @@ class LearnedVerifier:
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
             except (OSError, ValueError, KeyError, TypeError, ImportError) as e:
-                raise VerifierModelError(f"cannot load the learned verifier from {self.model_dir}: {e}") from e
+                raise VerifierModelError(
+                    f"cannot load the learned verifier from {self.model_dir}: {e}"
+                ) from e
             except Exception as e:  # onnxruntime raises its own types for a corrupt model
                 raise VerifierModelError(
                     f"cannot load the learned verifier from {self.model_dir}: {type(e).__name__}: {e}"

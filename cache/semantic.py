@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -197,6 +197,9 @@ class SemanticCache:
             return None
         now = time.time()
         with self.store.read() as txn:
+            if getattr(policy, "batched", False):
+                # A learned stage scores all live candidates in one forward pass.
+                return self._lookup_batched(scope, ids.tolist(), scores.tolist(), bar, threshold, txn, now)
             for entry_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
                 if score < bar:
                     break
@@ -208,6 +211,27 @@ class SemanticCache:
                     self._count("semantic_hits")
                     return self._hit(entry_id, entry, score, verdict.reason)
                 self._count("rejected")
+        self._count("misses")
+        return None
+
+    def _lookup_batched(
+        self, scope: Scope, ids: list[int], scores: list[float], bar: float, threshold: float | None,
+        txn: Any, now: float,
+    ) -> Hit | None:
+        live = []
+        for entry_id, score in zip(ids, scores, strict=True):
+            if score < bar:
+                break
+            entry = self.store.get(entry_id, txn)
+            if entry is not None and not entry.expired(now):
+                live.append((entry_id, entry, score))
+        verify_many = self.policy.verify_many  # type: ignore[attr-defined]  # "batched" promises it
+        verdicts = verify_many(scope.text, [(e.text, s) for _, e, s in live], threshold)
+        for (entry_id, entry, score), verdict in zip(live, verdicts, strict=True):
+            if verdict.accept:
+                self._count("semantic_hits")
+                return self._hit(entry_id, entry, score, verdict.reason)
+            self._count("rejected")
         self._count("misses")
         return None
 

@@ -136,9 +136,11 @@ def test_substitution_is_a_soft_guard() -> None:
 
 
 def test_presets_are_valid_and_ordered() -> None:
-    assert set(PRESETS) == {"strict", "balanced", "recall"}
+    assert set(PRESETS) == {"strict", "balanced", "recall", "learned"}
     assert PRESETS["balanced"] == PolicyConfig()
-    assert PRESETS["recall"].threshold < PRESETS["balanced"].threshold < PRESETS["strict"].threshold
+    t = {name: cfg.effective_threshold for name, cfg in PRESETS.items()}
+    assert t["recall"] < t["balanced"] < t["strict"]
+    assert PRESETS["learned"].learned and not PRESETS["balanced"].learned
 
 
 def test_long_prompts_compare_their_remainder(policy: HitPolicy) -> None:

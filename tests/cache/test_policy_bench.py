@@ -85,3 +85,30 @@ def test_replay_counts_hits_inside_clusters_only() -> None:
     res = cq.replay([["a1", "a2"], ["b1", "b2"]], vecs, lambda q, c, s: s >= 0.5, 1, None)
     # a2 hits a1 (right, a2 is not inserted); b2 is nearer a1 (0.8) than b1 (0.6): a wrong hit
     assert res["hits"] == 2 and res["hit_precision"] == 0.5 and res["lookups"] == 4
+
+
+def test_scored_decomposition_matches_verify() -> None:
+    """The evaluation scores each pair once at threshold -1 and derives every threshold from it."""
+    from cache.policy import PRESETS, HitPolicy
+
+    pairs = [
+        ("How do I reverse a list in Python?", "how to reverse a python list", 0.91),
+        ("How do I reverse a list in Python?", "how to reverse a python list", 0.62),
+        ("Convert 5 km to miles", "Convert 50 km to miles", 0.97),
+        ("What is the capital of France?", "Which city is the capital of France?", 0.93),
+        ("How do I install Docker?", "How do I uninstall Docker?", 0.93),
+        ("Same", "same", 0.1),
+        ("How is Milvus used?", "How is Milvus utilised?", 0.55),
+    ]
+    for name in ("balanced", "recall", "learned"):
+        sc = cq.Scored(HitPolicy(PRESETS[name]))
+        vs = sc.verdicts([a for a, _, _ in pairs], [b for _, b, _ in pairs], np.array([c for *_, c in pairs]))
+        for (a, b, c), v in zip(pairs, vs, strict=True):
+            for t in (0.3, 0.5, 0.6, 0.78, 0.9, 0.95):
+                assert sc.accepts(v, c, t) == sc.policy.verify(a, b, c, threshold=t).accept, (
+                    name,
+                    a,
+                    b,
+                    c,
+                    t,
+                )
