@@ -7,6 +7,8 @@ both prompts share can never trigger one.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from collections.abc import Callable
 from itertools import combinations
 
@@ -36,8 +38,11 @@ def number_guard(a: Analysis, b: Analysis, lex: Lexicon) -> str | None:
     A number present on one side only is allowed through: paraphrases often spell a quantity out on
     one side ("in 12 months" / "over a year"), and the score still has to clear the threshold.
     """
-    only_a = {v for v in a.numbers - b.numbers if not _same_duration(v, a, b)}
-    only_b = {v for v in b.numbers - a.numbers if not _same_duration(v, b, a)}
+    # Multisets, not sets: "number 2 in one sentence" vs "number 1 in one sentence" holds {2, 1} against
+    # {1, 1}; as sets the 1 would cancel out and the change from 2 to 1 would pass unseen.
+    count_a, count_b = Counter(dict(a.number_counts)), Counter(dict(b.number_counts))
+    only_a = {v for v in count_a - count_b if not _same_duration(v, a, b)}
+    only_b = {v for v in count_b - count_a if not _same_duration(v, b, a)}
     if only_a and only_b:
         left = ", ".join(_with_unit(v, a) for v in sorted(only_a))
         right = ", ".join(_with_unit(v, b) for v in sorted(only_b))

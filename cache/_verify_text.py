@@ -7,6 +7,8 @@ for every candidate and must cost microseconds, not milliseconds.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import re
 from dataclasses import dataclass
@@ -97,6 +99,7 @@ class Analysis:
     tokens: tuple[str, ...]  # canonical forms, in order
     bag: frozenset[str]
     numbers: frozenset[str]  # canonical values: "5", "0.5", "1000", versions stay "2.2.3"
+    number_counts: tuple[tuple[str, int], ...]  # each value with how often it occurs ("1" and "one" count twice)
     durations: frozenset[tuple[str, float]]  # (value, seconds) for numbers bound to a time unit
     bound_units: frozenset[tuple[str, str]]  # (value, unit) where a unit follows a number
     negations: int
@@ -312,6 +315,7 @@ def _assemble(tokens: list[Token], numbers: list[tuple[int, str]], lex: Lexicon,
         tokens=tuple(canon),
         bag=frozenset(canon),
         numbers=frozenset(values),
+        number_counts=tuple(sorted(Counter(values).items())),
         durations=frozenset(
             (v, float(v) * lex.time_seconds[u])
             for v, u in bound

@@ -276,3 +276,10 @@ def _shared_policy() -> HitPolicy:
     if not _POLICY:
         _POLICY.append(default_policy())
     return _POLICY[0]
+
+
+def test_a_number_that_cancels_out_as_a_set_still_counts() -> None:
+    # {2, 1} vs {1, 1}: the spelled-out "one" must not hide that 2 became 1.
+    v = HitPolicy().verify("Explain topic number 2 in one short sentence.",
+                           "Explain topic number 1 in one short sentence.", 0.97)
+    assert not v.accept and v.reason.startswith("number")

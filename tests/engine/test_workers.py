@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -50,14 +51,20 @@ def test_two_workers_share_cache_and_ledger(upstream: FakeUpstream, tmp_path: Pa
                 assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
                 time.sleep(0.2)
             prompts = [f"Explain topic number {i} in one short sentence." for i in range(24)]
-            first = [h.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": p}]})
-                     for p in prompts]
+
+            def ask(p: str) -> httpx.Response:
+                # a new connection each time, several at once, so that both workers accept some
+                return httpx.post(f"{url}/v1/chat/completions", headers={"connection": "close"}, timeout=30,
+                                  json={"messages": [{"role": "user", "content": p}]})
+
+            with ThreadPoolExecutor(8) as pool:
+                first = list(pool.map(ask, prompts))
             assert all(r.status_code == 200 for r in first)
             workers = {r.headers["x-thrifty-request-id"] for r in first}
             assert len(workers) == 24
             time.sleep(1.0)  # DESIGN: what one process writes, another finds within 1 s
-            second = [h.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": p}]})
-                      for p in prompts]
+            with ThreadPoolExecutor(8) as pool:
+                second = list(pool.map(ask, prompts))
             assert [r.headers["x-thrifty-cache"] for r in second] == ["exact"] * 24
             metrics = h.get("/metrics").text
             assert "thrifty_requests_total" in metrics
