@@ -8,7 +8,6 @@ both prompts share can never trigger one.
 from __future__ import annotations
 
 from collections import Counter
-
 from collections.abc import Callable
 from itertools import combinations
 

@@ -7,10 +7,9 @@ for every candidate and must cost microseconds, not milliseconds.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path

@@ -103,7 +103,7 @@ class Pipeline:
         response.created = int(time.time())
         m = ctx.meta
         m.cache = kind  # type: ignore[assignment]
-        m.model = response.model
+        m.model = getattr(hit, "model", "") or response.model  # the catalog id, as on the miss that stored it
         m.provider = "cache"
         m.saved_usd = float(getattr(hit, "cost_usd", 0.0) or 0.0)
         m.similarity = float(getattr(hit, "similarity", 1.0))
