@@ -50,7 +50,7 @@ class IndexParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 96  # above ef_small_max vectors (recall >= 0.99 at 100k on random data)
-    ef_search_small: int = 48  # up to ef_small_max vectors: the graph is small, fewer hops suffice
+    ef_search_small: int = 32  # up to ef_small_max vectors: measured recall 1.0 at 10k down to cosine 0.79, p99 291 µs (48: 469 µs)
     ef_small_max: int = 30_000
     compact_ratio: float = 0.25  # rebuild HNSW once this share of its rows is deleted
     rebuild_threads: int = 1  # OpenMP threads of a background build: leave the other core to lookups
