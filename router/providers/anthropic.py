@@ -9,10 +9,9 @@ import httpx
 import msgspec
 
 from models.schema import Route
-from router.deadline import Deadline
 from router.errors import IncompleteStream, MalformedResponse, ServerError
 from router.providers.anthropic_wire import StreamTranslator, from_anthropic_response, to_anthropic_request
-from router.providers.base import ChunkStream, HTTPProvider
+from router.providers.base import HTTPProvider
 from router.providers.config import ProviderConfig, base_url_of, read_api_key, resolve_template
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
@@ -27,6 +26,7 @@ def _decode_response(body: bytes) -> ChatResponse:
 class AnthropicProvider(HTTPProvider):
     kind: ClassVar[str] = "anthropic"
     __slots__ = ("_extra",)
+    decode_response = staticmethod(_decode_response)
 
     def __init__(self, config: ProviderConfig) -> None:
         key = read_api_key(config)
@@ -45,18 +45,6 @@ class AnthropicProvider(HTTPProvider):
         body = to_anthropic_request(request, route.model)
         body.update(self._extra)
         return _encoder.encode(body)
-
-    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
-        response = await self.post(self.encode(request, route), deadline)
-        if request.stream:
-            try:
-                self.check_event_stream(response)
-            except MalformedResponse:
-                await response.aclose()
-                raise
-            return ChunkStream(self._chunks(response))
-        result: ChatResponse = await self.read_json(response, _decode_response)
-        return result
 
     async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
         translator = StreamTranslator()

@@ -246,10 +246,32 @@ class HTTPProvider:
         except (msgspec.MsgspecError, ValueError, TypeError, KeyError, IndexError) as exc:
             raise MalformedResponse(f"undecodable response body: {exc}", provider=self.name) from exc
 
-    def check_event_stream(self, response: httpx.Response) -> None:
+    async def check_event_stream(self, response: httpx.Response) -> None:
+        """Refuse an answer that is not an event stream, releasing its connection first."""
         ctype = response.headers.get("content-type", "")
         if "text/event-stream" not in ctype:
+            await response.aclose()
             raise MalformedResponse(f"expected text/event-stream, got content-type {ctype!r}", provider=self.name)
+
+    # The wire formats that share ``send`` supply these three: encoder, JSON decoder, stream translator.
+    @staticmethod
+    def decode_response(body: bytes) -> ChatResponse:
+        raise NotImplementedError
+
+    def encode(self, request: ChatRequest, route: Route) -> bytes:
+        raise NotImplementedError
+
+    def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+        raise NotImplementedError
+
+    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
+        """POST the encoded request; an SSE stream of chunks or one decoded answer."""
+        response = await self.post(self.encode(request, route), deadline)
+        if request.stream:
+            await self.check_event_stream(response)
+            return ChunkStream(self._chunks(response))
+        result: ChatResponse = await self.read_json(response, self.decode_response)
+        return result
 
     async def sse_data(self, response: httpx.Response) -> AsyncIterator[bytes]:
         """The ``data:`` payloads of an SSE body, one per event; transport failures mapped."""

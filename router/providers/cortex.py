@@ -46,11 +46,7 @@ class CortexProvider(HTTPProvider):
         body = to_cortex_request(request, route.model, stream=True)
         body.update(self.config.extra_body)
         response = await self.post(_encoder.encode(body), deadline)
-        try:
-            self.check_event_stream(response)
-        except MalformedResponse:
-            await response.aclose()
-            raise
+        await self.check_event_stream(response)
         stream = ChunkStream(self._chunks(response))
         if request.stream:
             return stream

@@ -9,9 +9,8 @@ import httpx
 import msgspec
 
 from models.schema import Route
-from router.deadline import Deadline
 from router.errors import IncompleteStream, MalformedResponse, ServerError
-from router.providers.base import ChunkStream, HTTPProvider, error_message
+from router.providers.base import HTTPProvider, error_message
 from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
 from router.types import ChatChunk, ChatRequest, ChatResponse, StreamOptions, chunk_decoder, response_decoder
 
@@ -30,6 +29,7 @@ def _decode_response(body: bytes) -> ChatResponse:
 class OpenAIProvider(HTTPProvider):
     kind: ClassVar[str] = "openai"
     __slots__ = ("_extra",)
+    decode_response = staticmethod(_decode_response)
 
     def __init__(self, config: ProviderConfig) -> None:
         key = read_api_key(config)
@@ -55,18 +55,6 @@ class OpenAIProvider(HTTPProvider):
         body = msgspec.to_builtins(wire)
         body.update(self._extra)
         return _encoder.encode(body)
-
-    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
-        response = await self.post(self.encode(request, route), deadline)
-        if request.stream:
-            try:
-                self.check_event_stream(response)
-            except MalformedResponse:
-                await response.aclose()
-                raise
-            return ChunkStream(self._chunks(response))
-        result: ChatResponse = await self.read_json(response, _decode_response)
-        return result
 
     async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
         try:
