@@ -215,3 +215,14 @@ def test_admin_api(serve, upstream: FakeUpstream, tmp_path: Path, monkeypatch: p
         assert h.get("/admin/routing/rules", headers=auth).json()[0]["name"] == "code-cheap"
         bad = h.put("/admin/routing/rules", headers=auth, json=[{"only": ["no-such-model"]}])
         assert bad.status_code == 400 and "no-such-model" in bad.json()["error"]["message"]
+
+
+def test_total_deadline_is_a_504_naming_the_attempts(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(base_config(tmp_path, upstream, dispatch={"deadline_s": 0.5}))
+    upstream.script(*[Reply(delay=3.0)] * 4)
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "slow one?"}]})
+    assert r.status_code == 504, r.text
+    err = r.json()["error"]
+    assert err["code"] == "deadline_exceeded" and err["details"]
+    assert r.elapsed.total_seconds() < 2.5
