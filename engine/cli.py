@@ -45,7 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"thrifty: serving on http://{host}:{port}/v1 (config: {settings.source}, data: {settings.data_dir})",
           file=sys.stderr)
     uvicorn.run("engine.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level=args.log_level, access_log=False)
+                loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
+                # No X-Forwarded-* rewriting and no Server header: work per request that nothing here reads.
+                proxy_headers=False, server_header=False)
     return 0
 
 
