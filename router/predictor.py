@@ -81,23 +81,16 @@ def _logistic_newton(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 25) -
     a = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
     w = np.zeros(a.shape[1])
     mean = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
-    w[-1] = np.log(mean / (1 - mean))
+    w[-1] = np.log(mean / (1 - mean))  # start from the base rate: fewer Newton steps
     reg = np.full(a.shape[1], l2)
     reg[-1] = 1e-6
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(a @ w)))
-        grad = a.T @ (p - y) + reg * w
-        h = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg)
-        step = np.linalg.solve(h, grad)
-        w -= step
-        if np.abs(step).max() < 1e-6:
-            break
-    return w
+    return _newton(a, y, reg, iters, w)
 
 
-def _newton(a: np.ndarray, y: np.ndarray, reg: np.ndarray, iters: int = 25) -> np.ndarray:
+def _newton(a: np.ndarray, y: np.ndarray, reg: np.ndarray, iters: int = 25,
+            w0: np.ndarray | None = None) -> np.ndarray:
     """Weights of a logistic regression on design ``a`` with per-column L2 ``reg`` (soft labels allowed)."""
-    w = np.zeros(a.shape[1])
+    w = np.zeros(a.shape[1]) if w0 is None else w0
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(a @ w)))
         grad = a.T @ (p - y) + reg * w

@@ -139,20 +139,16 @@ def resolve_template(template: str, *, api_key: str | None, config: ProviderConf
         if api_key is None:
             return None
         out = out.replace("{api_key}", api_key)
-    while "{env:" in out:
-        start = out.index("{env:")
-        end = out.index("}", start)
-        value = os.environ.get(out[start + 5 : end])
-        if value is None:
-            return None
-        out = out[:start] + value + out[end + 1 :]
-    while "{param:" in out:
-        start = out.index("{param:")
-        end = out.index("}", start)
-        value = config.params.get(out[start + 7 : end])
-        if value is None:
-            return None
-        out = out[:start] + value + out[end + 1 :]
+    sources = {"env": os.environ, "param": config.params}
+    for kind, values in sources.items():
+        marker = "{" + kind + ":"
+        while marker in out:
+            start = out.index(marker)
+            end = out.index("}", start)
+            value = values.get(out[start + len(marker) : end])
+            if value is None:
+                return None
+            out = out[:start] + value + out[end + 1 :]
     return out
 
 
