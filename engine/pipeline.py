@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from cache import Scope, reads, scope, writes
+from cache import Hit, Scope, reads, scope, writes
 from engine.errors import BudgetExceeded, ThriftyError, translate
 from engine.replay import replay_chunks
 from engine.types import Completion, Meta
@@ -45,13 +45,17 @@ class Ctx:
     mode: str = "on"
     scope: Scope | None = None
     vector: np.ndarray | None = None
-    policy: str | None = None
     upstream_ns: int = 0
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter_ns()
         self.meta.stages[stage] = (now - (self.mark or self.t0)) / 1e6
         self.mark = now
+
+
+def _pinned(request: ChatRequest) -> bool:
+    """A named model, as opposed to ``auto`` (the router chooses)."""
+    return request.model not in ("auto", "")
 
 
 class Pipeline:
@@ -73,8 +77,7 @@ class Pipeline:
     async def lookup(self, ctx: Ctx) -> ChatResponse | None:
         """Exact then semantic lookup; computes the vector (once) for the cache and the router."""
         e = self.e
-        pinned = ctx.request.model not in ("auto", "")
-        if ctx.mode == "off" and pinned:
+        if ctx.mode == "off" and _pinned(ctx.request):
             # Nothing needs the scope or the vector: no cache, and a pinned model is not chosen by the
             # prompt's task.
             ctx.meta.cache = "bypass"
@@ -97,16 +100,16 @@ class Pipeline:
         ctx.meta.cache = "miss" if ctx.mode != "off" else "bypass"
         return None
 
-    def _served(self, ctx: Ctx, hit: Any, kind: str) -> ChatResponse:
+    def _served(self, ctx: Ctx, hit: Hit, kind: str) -> ChatResponse:
         response = _decode_response(hit.response)
         response.id = f"chatcmpl-{ctx.meta.request_id}"
         response.created = int(time.time())
         m = ctx.meta
         m.cache = kind  # type: ignore[assignment]
-        m.model = getattr(hit, "model", "") or response.model  # the catalog id, as on the miss that stored it
+        m.model = hit.model or response.model  # the catalog id, as on the miss that stored it
         m.provider = "cache"
-        m.saved_usd = float(getattr(hit, "cost_usd", 0.0) or 0.0)
-        m.similarity = float(getattr(hit, "similarity", 1.0))
+        m.saved_usd = hit.cost_usd
+        m.similarity = hit.similarity
         return response
 
     def route(self, ctx: Ctx) -> list[Any]:
@@ -122,9 +125,8 @@ class Pipeline:
             ctx.meta.budget = f"downgraded: {verdict.message}"
         elif verdict.action == "warn":
             ctx.meta.budget = f"warning: {verdict.message}"
-        ctx.policy = policy
         request = ctx.request
-        if verdict.action == "downgrade" and request.model not in ("auto", ""):
+        if verdict.action == "downgrade" and _pinned(request):
             request = msgspec.structs.replace(request, model="auto")  # a pinned model is downgraded too
         decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=policy)
         ctx.meta.task = decision.task
