@@ -209,6 +209,7 @@ class FakeUpstream:
 
     # -------------------------------------------------------------------------------- handlers
     async def _begin(self, request: web.Request) -> tuple[dict[str, Any], Reply] | web.StreamResponse:
+        """The decoded body and the scripted reply, or the response that ends the request here (a fault)."""
         raw = await request.read()
         try:
             body = _dec.decode(raw)
@@ -219,7 +220,7 @@ class FakeUpstream:
         reply = self._next(str(body.get("model", "")))
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        return body, reply
+        return self._fault(reply) or (body, reply)
 
     def _fault(self, reply: Reply) -> web.Response | None:
         if reply.status >= 400:
@@ -276,9 +277,6 @@ class FakeUpstream:
         if isinstance(begun, web.StreamResponse):
             return begun
         body, reply = begun
-        fault = self._fault(reply)
-        if fault is not None:
-            return fault
         wire = msgspec.convert(body, _WireRequest)
         chat = ChatRequest(messages=wire.messages, model=wire.model, stream=wire.stream,
                            stream_options=wire.stream_options, tools=wire.tools)
@@ -293,9 +291,6 @@ class FakeUpstream:
         if isinstance(begun, web.StreamResponse):
             return begun
         body, reply = begun
-        fault = self._fault(reply)
-        if fault is not None:
-            return fault
         chat = from_anthropic_request(body)
         full = self._response(chat, reply, chat.model)
         if not chat.stream:
@@ -313,9 +308,6 @@ class FakeUpstream:
         if isinstance(begun, web.StreamResponse):
             return begun
         body, reply = begun
-        fault = self._fault(reply)
-        if fault is not None:
-            return fault
         chat = from_cortex_request(body)
         full = self._response(chat, reply, chat.model)
         message = full.choices[0].message
