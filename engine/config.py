@@ -35,7 +35,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     mode: CacheMode = "on"  # default per-request mode
-    threshold: float | None = None  # None: the hit policy's measured default
+    # The hit policy's preset (cache.policy.PRESETS): "balanced" is precision first on real traffic,
+    # "recall" serves reworded LLM prompts (README, "Hit policy").
+    policy: Literal["strict", "balanced", "recall", "learned"] = "balanced"
+    threshold: float | None = None  # None: the preset's measured threshold
     ttl_s: float | None = 7 * 24 * 3600.0
     max_entries: int | None = 1_000_000
     max_bytes: int | None = None

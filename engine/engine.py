@@ -88,7 +88,9 @@ class Engine:
         return self._cache
 
     async def start(self) -> None:
-        """Open the cache and warm the encoder, so the first request does not pay for them."""
+        """Open the cache, warm the encoder and build the providers' clients, so the first request
+        does not pay for them."""
+        self.dispatcher.warm()
         _ = self.cache
         await asyncio.to_thread(self.parts.encoder.encode, ["warm up"])
 

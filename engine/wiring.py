@@ -103,8 +103,14 @@ class Components:
         c = self.settings.raw.cache
         config = CacheConfig(max_entries=c.max_entries, max_bytes=c.max_bytes, eviction=c.eviction,
                              default_ttl_s=c.ttl_s, durable=c.durable)
+        from cache.policy import PRESETS, HitPolicy
+
         name = getattr(self.encoder, "name", type(self.encoder).__name__)
-        return SemanticCache.open(self.settings.data_dir / "cache", name, self.encoder.dim, config)
+        preset = PRESETS[c.policy]
+        if c.threshold is not None:
+            preset = msgspec.structs.replace(preset, threshold=c.threshold)
+        return SemanticCache.open(self.settings.data_dir / "cache", name, self.encoder.dim, config,
+                                  policy=HitPolicy(preset))
 
     def insert(self, cache: SemanticCache, scope: Any, vector: np.ndarray, payload: bytes, *, model: str,
                cost_usd: float, ttl: float | None, tokens_in: int, tokens_out: int) -> None:

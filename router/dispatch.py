@@ -82,6 +82,13 @@ class Dispatcher:
         """For the router: skip (or demote) a deployment whose circuit is open."""
         return self.breakers.is_open(deployment)
 
+    def warm(self) -> None:
+        """Let providers that keep connections build their clients before the first request."""
+        for provider in self.providers.values():
+            warm = getattr(provider, "warm", None)  # an optional hook: simulated providers have none
+            if warm is not None:
+                warm()
+
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()

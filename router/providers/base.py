@@ -161,6 +161,10 @@ class HTTPProvider:
             client = self._client = self._new_client()
         return client
 
+    def warm(self) -> None:
+        """Build the pooled client now (imports, TLS context), not on the first request."""
+        _ = self.client
+
     async def aclose(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None

@@ -127,12 +127,15 @@ def test_substitution_is_a_soft_guard() -> None:
     assert recall.verify(
         "How is Milvus utilized in Zilliz Cloud?", "How is Milvus utilize in Zilliz Cloud?", 0.9
     ).accept
-    # above the balanced default's substitution bar a small swap passes (used / utilised)
-    balanced = default_policy()
-    assert balanced.verify(
-        "How is Milvus used in Zilliz Cloud?", "How is Milvus utilised in Zilliz Cloud?", 0.95
+    # above its substitution bar a small swap passes (used / utilised), below it is penalised
+    soft = HitPolicy(PolicyConfig(substitutions=True, substitution_bar=0.92))
+    assert soft.verify(
+        "How is Milvus used in Zilliz Cloud?", "How is Milvus utilised in Zilliz Cloud?", 0.97
     ).accept
-    assert not balanced.verify(q, c, 0.90, threshold=0.8).accept
+    assert not soft.verify(q, c, 0.90, threshold=0.8).accept
+    # the default leaves swaps to its high cosine threshold (QQP labels most swaps duplicates)
+    assert not default_policy().config.substitutions
+    assert default_policy().verify(q, c, 0.90, threshold=0.8).accept
 
 
 def test_presets_are_valid_and_ordered() -> None:

@@ -115,7 +115,7 @@ def test_corrupt_model_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_learned_switch_changes_threshold_meaning() -> None:
-    assert HitPolicy(PolicyConfig()).threshold == pytest.approx(0.92)
+    assert HitPolicy(PolicyConfig()).threshold == pytest.approx(0.96)
     learned = HitPolicy(PolicyConfig(learned=True))
     assert 0.0 < learned.threshold < 1.0
     assert HitPolicy(PolicyConfig(learned=True, threshold=0.5)).threshold == 0.5

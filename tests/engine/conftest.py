@@ -6,30 +6,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
-from bench.fake_upstream import FakeUpstream
 from engine import Engine
 from engine.server import create_app
-
-ANSWER = "Hello from the fake upstream. The answer is 42."
-
-
-def base_config(tmp_path: Path, upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
-    """An engine config whose only provider is the fake upstream, serving every catalog model."""
-    cfg: dict[str, Any] = {
-        "data_dir": str(tmp_path / "data"),
-        "providers": [{"name": "fake", "kind": "openai-compatible", "base_url": upstream.url + "/v1",
-                       "retries": {"attempts": 2, "backoff_base": 0.01}}],
-        "routes": {"fake": ["*"]},
-        "dispatch": {"deadline_s": 10},
-    }
-    cfg.update(extra)
-    return cfg
 
 
 class LiveServer:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import base_config
+from engine_support import base_config
 
 from bench.fake_upstream import FakeUpstream, Reply
 from router.types import Usage

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ANSWER, base_config
+from engine_support import ANSWER, base_config
 
 from bench.fake_upstream import FakeUpstream
 from engine import Engine

@@ -69,3 +69,24 @@ def test_tenants_keys_and_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_key_env_unset_is_an_error() -> None:
     with pytest.raises(ConfigError, match="key_env"):
         load({"tenants": {"t": {"keys": [{"name": "k", "key_env": "THRIFTY_TEST_UNSET_VAR"}]}}})
+
+
+def test_cache_policy_preset_and_threshold_reach_the_cache(tmp_path: Path) -> None:
+    from engine import Engine
+
+    cfg = {"data_dir": str(tmp_path / "d"), "cache": {"encoder": "hashing", "policy": "recall", "threshold": 0.7}}
+    engine = Engine.from_config(cfg)
+    try:
+        policy = engine.cache.policy
+        assert policy.threshold == pytest.approx(0.7)
+        assert policy.config.substitutions  # the "recall" preset's guard, not the default's
+    finally:
+        engine.close()
+    engine = Engine.from_config({"data_dir": str(tmp_path / "e"), "cache": {"encoder": "hashing"}})
+    try:
+        assert engine.cache.policy.threshold == pytest.approx(0.96)
+        assert not engine.cache.policy.config.substitutions
+    finally:
+        engine.close()
+    with pytest.raises(ConfigError, match="policy"):
+        load({"cache": {"policy": "loose"}})

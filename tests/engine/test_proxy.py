@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import ANSWER, base_config
+from engine_support import ANSWER, base_config
 
 from bench.fake_upstream import FakeUpstream, Reply
 from router.types import FunctionCall, ToolCall

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import base_config
+from engine_support import base_config
 
 from bench.fake_upstream import FakeUpstream
 from engine.ledger import Ledger
