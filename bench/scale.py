@@ -72,20 +72,9 @@ class ScaleCache:
         return Scope("default", self.partition, key, text_of(i))
 
     def bulk_insert(self, start: int, vectors: np.ndarray) -> None:
-        """One transaction per chunk; the index catches up from the store's log (as another process would)."""
-        insert_many = getattr(self.cache, "insert_many", None)
+        """One transaction per chunk (``SemanticCache.insert_many``)."""
         scopes = [self.scope(start + k) for k in range(len(vectors))]
-        if insert_many is not None:
-            insert_many([(s, v, PAYLOAD) for s, v in zip(scopes, vectors, strict=True)])
-            return
-        from cache.store import Entry
-
-        now = time.time()
-        size = len(PAYLOAD) + 4 * DIM + 64
-        items = [(Entry(s.partition, s.exact_key, s.namespace, s.text, PAYLOAD, now, 0.0, 0, 0.0, "bench", 0.0,
-                        24, 48, size + len(s.text)), v) for s, v in zip(scopes, vectors, strict=True)]
-        self.cache.store.insert_many(items)
-        self.cache.catch_up(force=True)
+        self.cache.insert_many([(s, v, PAYLOAD) for s, v in zip(scopes, vectors, strict=True)])
 
     def insert(self, i: int, vector: np.ndarray) -> None:
         self.cache.insert(self.scope(i), vector, PAYLOAD)

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -248,6 +248,28 @@ class SemanticCache:
     # ------------------------------------------------------------------------------------ writes
     def insert(self, scope: Scope, vector: np.ndarray | None, response: bytes, meta: EntryMeta | None = None) -> int:
         """Store ``response`` for ``scope``; ``vector`` may be None for exact-only scopes. The entry id."""
+        entry, vec = self._entry(scope, vector, response, meta)
+        entry_id = self.store.insert(entry, vec, on_full=self._evict_for_space)
+        self._count("inserts")
+        self.catch_up(force=True)
+        self._enforce_bounds(limit=self.config.evict_batch)  # bounded: the sweeper finishes the job
+        return entry_id
+
+    def insert_many(
+        self, items: Sequence[tuple[Scope, np.ndarray | None, bytes] | tuple[Scope, np.ndarray | None, bytes, EntryMeta]]
+    ) -> list[int]:
+        """Store many entries in one write transaction (imports, warm-up, benchmarks); their ids.
+        Every item is checked before anything is written, so a bad one stores none."""
+        built = [self._entry(*item) for item in items]
+        ids = self.store.insert_many(built, on_full=self._evict_for_space)
+        self._count("inserts", len(ids))
+        self.catch_up(force=True)
+        self._enforce_bounds(limit=self.config.evict_batch)
+        return ids
+
+    def _entry(
+        self, scope: Scope, vector: np.ndarray | None, response: bytes, meta: EntryMeta | None = None
+    ) -> tuple[Entry, np.ndarray | None]:
         meta = meta or EntryMeta()
         vec = None if scope.exact_only or vector is None else self._checked(vector)
         now = time.time()
@@ -263,11 +285,7 @@ class SemanticCache:
             scope.partition, scope.exact_key, scope.namespace, scope.text, bytes(response), now,
             now + ttl if ttl else 0.0, 0, 0.0, meta.model, meta.cost_usd, meta.tokens_in, meta.tokens_out, size,
         )
-        entry_id = self.store.insert(entry, vec, on_full=self._evict_for_space)
-        self._count("inserts")
-        self.catch_up(force=True)
-        self._enforce_bounds(limit=self.config.evict_batch)  # bounded: the sweeper finishes the job
-        return entry_id
+        return entry, vec
 
     def delete(self, entry_id: int) -> bool:
         removed = self.store.delete([entry_id])

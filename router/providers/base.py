@@ -128,13 +128,14 @@ class HTTPProvider:
     """Shared HTTP machinery: one lazily created, pooled ``httpx.AsyncClient`` per provider."""
 
     kind: ClassVar[str] = ""
-    __slots__ = ("_client", "_headers", "_secrets", "_url", "config", "name")
+    __slots__ = ("_client", "_headers", "_parsed_url", "_secrets", "_url", "config", "name")
 
     def __init__(self, config: ProviderConfig, *, url: str, headers: dict[str, str], secrets: tuple[str, ...]):
         self.config = config
         self.name = config.name
         self._url = url
-        self._headers = headers
+        self._parsed_url = httpx.URL(url)  # parsed once: build_request would parse it on every call
+        self._headers = {"content-type": "application/json", **headers}
         self._secrets = secrets
         self._client: httpx.AsyncClient | None = None
 
@@ -182,8 +183,7 @@ class HTTPProvider:
     async def post(self, body: bytes, deadline: Deadline, *, url: str | None = None) -> httpx.Response:
         """POST and return the response with its status checked; the body is not yet read."""
         request = self.client.build_request(
-            "POST", url or self._url, content=body, headers={"content-type": "application/json"},
-            timeout=self._timeout(deadline),
+            "POST", url or self._parsed_url, content=body, timeout=self._timeout(deadline)
         )
         try:
             response = await self.client.send(request, stream=True)

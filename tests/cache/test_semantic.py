@@ -331,3 +331,23 @@ def test_snapshot_of_another_cache_is_ignored(open_cache, tmp_path: Path) -> Non
     (tmp_path / "b" / "index.snapshot").write_bytes((tmp_path / "a" / "index.snapshot").read_bytes())
     b2 = open_cache(tmp_path / "b")
     assert len(b2._index) == 3 and ask(b2, "only in b 1 ", threshold=0.8) is not None
+
+
+def test_insert_many_is_one_write_and_all_or_nothing(tmp_path: Path) -> None:
+    cache = SemanticCache.open(tmp_path / "c", ENC.name, ENC.dim, policy=CosinePolicy(0.9))
+    try:
+        texts = [f"question number {i} about caching" for i in range(50)]
+        scopes = [scope(request(t)) for t in texts]
+        vecs = ENC.encode(texts)
+        ids = cache.insert_many([(s, v, f"answer {i}".encode()) for i, (s, v) in enumerate(zip(scopes, vecs, strict=True))])
+        assert len(set(ids)) == 50
+        exact = cache.lookup_exact(scopes[7])
+        assert exact is not None and exact.response == b"answer 7"
+        hit = cache.lookup(scopes[9], vecs[9])
+        assert hit is not None and hit.response == b"answer 9"
+        before = cache.stats().entries
+        with pytest.raises(CacheInputError):
+            cache.insert_many([(scopes[0], vecs[0], b"x"), (scopes[1], np.zeros(ENC.dim, np.float32), b"y")])
+        assert cache.stats().entries == before
+    finally:
+        cache.close()
