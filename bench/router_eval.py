@@ -16,8 +16,9 @@ each swept over its knob:
 Every curve is scored with the test rows' real outcomes and real costs (RouterBench) or list price ×
 token estimate (RouteLLM; see bench/router_data.py). Reported: each single model, a random mix of the
 strongest and the cheapest model, the k-NN baseline (k=40), the logistic predictor and the shipped
-group-logistic predictor (logistic + a per-(group, model) intercept; L2 by 3-fold CV on the train part
-only); the cost share to reach
+group-logistic predictor (logistic + a per-(group, model) intercept), whose L2 is chosen by repeated
+5-fold routing cross-validation on the train part only (bench/router_cv.py; ``--cv-seeds 0`` falls back
+to log loss); the cost share to reach
 95 % / 100 % of the best single model's quality, raw (operating points actually reached) and on the
 non-decreasing convex hull (RouterBench's convention: any point between two routers is reachable by
 mixing them at random); APGR; and, for two-model data, the share of calls to the strong model at 95 %.
@@ -28,11 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
+from bench.router_cv import best, cross_validate, fit_group
 from bench.router_data import RoutingSet, embed, load_files, query_text, split_by_hash
 from models.tokens import estimate_tokens
 from router.predictor import GroupLogisticPredictor, KNNPredictor, LogisticPredictor
@@ -78,6 +81,15 @@ def _concat(parts: list[RoutingSet], name: str) -> RoutingSet:
 def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.ndarray]:
     n, m = data.correct.shape
     return np.repeat(x, m, axis=0), [data.models[j] for _ in range(n) for j in range(m)], data.correct.reshape(-1)
+
+
+def cost_estimate(train: RoutingSet, tok_tr: np.ndarray, pred: GroupLogisticPredictor, x: np.ndarray,
+                  tok: np.ndarray) -> np.ndarray:
+    """(n, m) expected USD per answer for prompts ``x``: the cost model of the group each prompt falls in."""
+    gi_tr = np.searchsorted(np.array(pred.groups), train.groups)
+    coef = _cost_model(train, tok_tr, gi_tr, len(pred.groups))
+    gi = pred.group_index(x)
+    return np.maximum(coef[gi, 0] + tok[:, None] * coef[gi, 1], 1e-12)
 
 
 def _cost_model(train: RoutingSet, tokens_tr: np.ndarray, group_tr: np.ndarray, n_groups: int) -> np.ndarray:
@@ -146,17 +158,19 @@ def _apgr(points: list[tuple[float, float]], c_weak: float, q_weak: float, c_str
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> dict:
+def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_seeds: int = 10) -> dict:
     x_tr = embed([query_text(p) for p in train.prompts])
     x_te = embed([query_text(p) for p in test.prompts])
     tok_tr = np.array([estimate_tokens(p) for p in train.prompts], dtype=float)
     tok_te = np.array([estimate_tokens(p) for p in test.prompts], dtype=float)
-    group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
-                                             l2=(1.0, 3.0, 10.0), folds=3)
-    gi_tr = np.searchsorted(np.array(group_pred.groups), train.groups)
-    coef = _cost_model(train, tok_tr, gi_tr, len(group_pred.groups))
+    cv_scores = cross_validate(train, x_tr, tok_tr, seeds=cv_seeds) if cv_seeds else []
+    if cv_scores:
+        group_pred = fit_group(x_tr, train, best(cv_scores).l2)
+    else:  # no routing CV asked for: L2 by 3-fold log loss, the predictor's own default search
+        group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
+                                                 l2=(1.0, 3.0, 10.0), folds=3)
     gi_te = group_pred.group_index(x_te)
-    cost_hat = np.maximum(coef[gi_te, 0] + tok_te[:, None] * coef[gi_te, 1], 1e-12)
+    cost_hat = cost_estimate(train, tok_tr, group_pred, x_te, tok_te)
     y, cost = test.correct, test.cost
     single = {m: (float(cost[:, j].sum()), float(y[:, j].mean())) for j, m in enumerate(test.models)}
     best_model = max(single, key=lambda m: single[m][1])
@@ -195,16 +209,41 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0) -> d
         "best_single_quality": q_best, "best_single_cost": c_best,
         "single_models": {m: {"cost": c, "cost_share": c / c_best, "quality": q} for m, (c, q) in single.items()},
         "routers": summary, "l2": logistic.l2, "group_l2": group_pred.l2,
+        "cv": [asdict(c) | {"criterion": c.criterion} for c in cv_scores],
+        "cv_folds": 5, "cv_seeds": cv_seeds,
         "group_accuracy_test": float((np.array(group_pred.groups)[gi_te] == test.groups).mean())
         if set(test.groups) <= set(group_pred.groups) else None,
         "curves": {k: [[c, q] for c, q in v] for k, v in curves.items()},
     }
+    shipped_p = group_pred.predict(x_te)[:, [group_pred.models.index(m) for m in test.models]]
+    result["bootstrap_shipped"] = _bootstrap(shipped_p, cost_hat, y, cost, seed)
     if len(test.models) == 2:
         result["strong_call_share_at_95"] = _strong_share(group_pred, x_te, cost_hat, y, cost, test, jb, 0.95 * q_best)
     below = [m for m, (c, q) in single.items() if not _on_or_above(curves[SHIPPED], c, q)]
     result["single_models_above_router_curve"] = below
     result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves[SHIPPED], c, q) for c, q in random_mix)
     return result
+
+
+def _bootstrap(p: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray, seed: int,
+               draws: int = 200) -> dict[str, list[float | None]]:
+    """5th/50th/95th percentiles of the cost share at 95 % (raw, hull) over resamples of the test rows:
+    how far the one test figure could move with another sample of prompts of the same kind."""
+    rng = np.random.default_rng(seed)
+    vals = np.full((draws, 2), np.nan)
+    for b in range(draws):
+        i = rng.integers(0, len(y), len(y))
+        jb = int(np.argmax(y[i].mean(0)))
+        c_best, q = float(cost[i, jb].sum()), 0.95 * float(y[i, jb].mean())
+        pts = _sweep(p[i], cost_hat[i], y[i], cost[i], "lambda")
+        for k, hull in enumerate((False, True)):
+            c = _cost_to_reach(pts, q, hull)
+            vals[b, k] = np.nan if c is None else c / c_best
+    out: dict[str, list[float | None]] = {}
+    for k, key in enumerate(("cost_share_at_95", "cost_share_at_95_hull")):
+        col = vals[:, k]
+        out[key] = [float(v) for v in np.nanquantile(col, [0.05, 0.5, 0.95])] if np.isfinite(col).any() else [None] * 3
+    return out
 
 
 def _on_or_above(points: list[tuple[float, float]], c: float, q: float, tol: float = 1e-9) -> bool:
@@ -259,6 +298,12 @@ def _print(result: dict) -> None:
     print(f"\n== {result['suite']}  train {result['train_rows']} / test {result['test_rows']} prompts; "
           f"costs: {result['cost_source']}; logistic l2={result['l2']}; group-logistic l2={result['group_l2']} "
           f"(group from vector, test accuracy {result['group_accuracy_test']})")
+    if result["cv"]:
+        print(f"  routing CV on the train part ({result['cv_folds']}-fold x {result['cv_seeds']} fold assignments; "
+              "cost share at 95 % of the best single model, mean; lowest mean of raw and hull is shipped):")
+        for c in result["cv"]:
+            print(f"    {c['name']:24s} @95% {c['cost_share_at_95']:.3f} (sd {c['spread_95']:.3f}, never {c['never']})"
+                  f"  @95%h {c['cost_share_at_95_hull']:.3f}  APGR {c['apgr']:.3f}  log loss {c['log_loss']:.4f}")
     print(f"best single: {result['best_single']} quality {result['best_single_quality']:.4f} cost ${result['best_single_cost']:.4f}")
     for m, s in sorted(result["single_models"].items(), key=lambda kv: kv[1]["cost"]):
         print(f"  single {m:42s} cost share {s['cost_share']:7.3f}  quality {s['quality']:.4f}")
@@ -269,6 +314,10 @@ def _print(result: dict) -> None:
               f"{fmt(row['cost_share_at_100'])} {fmt(row['cost_share_at_100_hull'])} {row['apgr']:6.3f} {row['max_quality']:.4f}")
     if "strong_call_share_at_95" in result:
         print(f"  share of {result['best_single']} calls at 95% of its quality ({SHIPPED}): {result['strong_call_share_at_95']}")
+    bs = result["bootstrap_shipped"]
+    print(f"  {SHIPPED} @95% over 200 resamples of the test rows (5th/50th/95th pct): "
+          + "; ".join(f"{k.replace('cost_share_at_', '@')}: " + "/".join("n/a" if v is None else f"{v:.3f}" for v in vals)
+                      for k, vals in bs.items()))
     print(f"  single models above the {SHIPPED} curve: {result['single_models_above_router_curve'] or 'none'}; "
           f"random-mix points above it: {result['random_mix_points_above_router_curve']}")
 
@@ -279,6 +328,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--test", nargs="*", default=[], help="routing files to test on (default: the train files, split)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "router"))
     ap.add_argument("--name", default="custom")
+    ap.add_argument("--cv-seeds", type=int, default=10,
+                    help="fold assignments of the 5-fold routing CV that picks the shipped L2 (0: log-loss CV instead)")
     args = ap.parse_args(argv)
     jobs = ([(args.name, args.train, args.test)] if args.train else
             [(name, [str(ROUTING / f) for f in files], []) for name, files in SUITES.items()])
@@ -287,7 +338,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for name, train_files, test_files in jobs:
         train, test = _prepare(train_files, test_files)
-        result = evaluate(train, test, name)
+        result = evaluate(train, test, name, cv_seeds=args.cv_seeds)
         _print(result)
         (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         _plot(result, out / f"{name}.png")

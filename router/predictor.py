@@ -11,8 +11,13 @@ ledger later (``partial_fit`` appends rows and refits). Two predictors share one
   where a group is the kind of work a prompt belongs to (a benchmark, a tenant's workload, a task
   category). A model's skill differs far more between groups than within one, and a shared intercept
   spends the embedding's weights re-learning that. At run time the group is the nearest group centroid
-  of the vector (no labels needed); the L2 strength is chosen by k-fold cross-validation (log loss).
-  It is the shipped predictor: on the RouterBench test part it needs the least cost for 95 % of GPT-4.
+  of the vector (no labels needed); ``fit`` chooses the L2 strength by k-fold cross-validation (log
+  loss), or takes one fixed value. It is the shipped predictor: on the RouterBench test part it needs
+  the least cost for 95 % of GPT-4. The benchmark fixes its L2 by repeated k-fold *routing*
+  cross-validation on the train part (bench/router_cv.py), because log loss rewards predicting each
+  model's accuracy while routing needs the gap between the cheap and the strong model; richer features
+  (prompt structure, hashed words), a shared difficulty latent (IRT, low rank), ridge and per-group
+  models all did no better in that cross-validation.
 
 Inference is one matrix product (numpy only). State round-trips through ``to_bytes``/``from_bytes``
 (an ``.npz``); the training rows are kept (capped) so later outcomes can be appended and refitted.
