@@ -49,6 +49,10 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # loss costs at most the last few entries of a cache, which is cheaper than a disk flush per answer.
     durable: bool = False
 
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1 (cosine, or probability for policy learned), got {self.threshold}")
+
 
 class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     policy: Policy = "balanced"

@@ -90,3 +90,5 @@ def test_cache_policy_preset_and_threshold_reach_the_cache(tmp_path: Path) -> No
         engine.close()
     with pytest.raises(ConfigError, match="policy"):
         load({"cache": {"policy": "loose"}})
+    with pytest.raises(ConfigError, match=r"threshold must be between 0 and 1.*\$\.cache"):
+        load({"cache": {"threshold": 5}})
