@@ -16,7 +16,9 @@ HIGH = 0.95
 
 @pytest.fixture(scope="module")
 def learned() -> HitPolicy:
-    return HitPolicy(PRESETS["learned"])
+    """The model at its dev-calibrated threshold and a low first bar: these tests are about the model;
+    the preset gates it at cosine 0.92 (test_preset_gates_the_model_at_its_first_bar)."""
+    return HitPolicy(PolicyConfig(learned=True))
 
 
 def test_shipped_model_is_small_and_present() -> None:
@@ -45,6 +47,13 @@ def test_scores_are_probabilities_and_threshold_override_applies(learned: HitPol
     assert v.accept == (v.score >= learned.threshold)
     # the cosine first bar still gates, whatever the probability threshold
     assert learned.verify(q, c, learned.first_bar - 0.01, threshold=0.0).reason == "below threshold"
+
+
+def test_preset_gates_the_model_at_its_first_bar() -> None:
+    preset = HitPolicy(PRESETS["learned"])
+    q, c = "How do I reverse a list in Python?", "What's the way to reverse a Python list?"
+    assert preset.verify(q, c, 0.91, threshold=0.0).reason == "below threshold"
+    assert preset.verify(q, c, 0.93, threshold=0.0).accept
 
 
 def test_learned_stage_separates_clear_cases(learned: HitPolicy) -> None:
