@@ -156,8 +156,8 @@ def test_learned_stage(benchmark, n_pairs: int) -> None:
 def test_whole_hit_path_learned(benchmark, tmp_path: Path) -> None:
     """The whole semantic hit path (scope + encode + search + guards + cross-encoder + payload) with
     the "learned" preset, prompts <= 64 tokens; same set-up as bench/test_cache_perf.py's."""
-    from bench.test_cache_perf import PAYLOAD, SHORT_PAIRS, _whole_path, fill, report, req, timed
-    from cache import CacheConfig, EntryMeta, SemanticCache, default_encoder, scope
+    from bench.test_cache_perf import SHORT_PAIRS, report, time_hit_path
+    from cache import CacheConfig, SemanticCache, default_encoder
     from cache.policy import PRESETS
 
     enc = default_encoder()
@@ -166,17 +166,8 @@ def test_whole_hit_path_learned(benchmark, tmp_path: Path) -> None:
     with SemanticCache.open(
         tmp_path / "c", enc.name, enc.dim, CacheConfig(durable=False), policy=policy
     ) as c:
-        fill(c, 2000)
-        pairs = [*SHORT_PAIRS, (LEARNED_QUERY, LEARNED_CANDIDATES[0])]
-        for stored, _ in pairs:
-            s = scope(req(stored))
-            c.insert(s, enc.encode([s.text])[0], PAYLOAD, EntryMeta(model="m"))
-        asked = [q for _, q in pairs]
-        hits = sum(_whole_path(c, enc, q) is not None for q in asked)
-        it = iter(range(10**9))
-        stats = timed(lambda: _whole_path(c, enc, asked[next(it) % len(asked)]), 600, warmup=40)
-        benchmark(_whole_path, c, enc, asked[0])
-    stats["semantic_hits"] = hits
+        stats = time_hit_path(benchmark, c, enc, [*SHORT_PAIRS, (LEARNED_QUERY, LEARNED_CANDIDATES[0])])
+    hits = stats["semantic_hits"]
     report(benchmark, "whole semantic hit path with the learned stage, <=64 tokens", stats)
     assert hits >= 1
     assert stats["p50_us"] <= 12_000 and stats["p99_us"] <= 25_000
