@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -197,37 +197,34 @@ class SemanticCache:
             return None
         now = time.time()
         with self.store.read() as txn:
+            live = self._live(ids.tolist(), scores.tolist(), bar, txn, now)
             if getattr(policy, "batched", False):
                 # A learned stage scores all live candidates in one forward pass.
-                return self._lookup_batched(scope, ids.tolist(), scores.tolist(), bar, threshold, txn, now)
-            for entry_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
-                if score < bar:
-                    break
-                entry = self.store.get(entry_id, txn)
-                if entry is None or entry.expired(now):
-                    continue
-                verdict = policy.verify(scope.text, entry.text, score, threshold)
-                if verdict.accept:
-                    self._count("semantic_hits")
-                    return self._hit(entry_id, entry, score, verdict.reason)
-                self._count("rejected")
-        self._count("misses")
-        return None
+                found = list(live)
+                verify_many = policy.verify_many  # type: ignore[attr-defined]  # "batched" promises it
+                verdicts = verify_many(scope.text, [(e.text, sc) for _, e, sc in found], threshold)
+                return self._first_hit(
+                    (eid, e, sc, v) for (eid, e, sc), v in zip(found, verdicts, strict=True)
+                )
+            # One at a time: a candidate is read and verified only if the better ones were refused.
+            return self._first_hit(
+                (eid, e, sc, policy.verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
+            )
 
-    def _lookup_batched(
-        self, scope: Scope, ids: list[int], scores: list[float], bar: float, threshold: float | None,
-        txn: Any, now: float,
-    ) -> Hit | None:
-        live = []
+    def _live(
+        self, ids: list[int], scores: list[float], bar: float, txn: Any, now: float
+    ) -> Iterator[tuple[int, Entry, float]]:
+        """The unexpired candidates at or above ``bar``, best first, each read when it is reached."""
         for entry_id, score in zip(ids, scores, strict=True):
             if score < bar:
-                break
+                return
             entry = self.store.get(entry_id, txn)
             if entry is not None and not entry.expired(now):
-                live.append((entry_id, entry, score))
-        verify_many = self.policy.verify_many  # type: ignore[attr-defined]  # "batched" promises it
-        verdicts = verify_many(scope.text, [(e.text, s) for _, e, s in live], threshold)
-        for (entry_id, entry, score), verdict in zip(live, verdicts, strict=True):
+                yield entry_id, entry, score
+
+    def _first_hit(self, judged: Iterable[tuple[int, Entry, float, Any]]) -> Hit | None:
+        """The first accepted candidate as a Hit; every refusal and the final miss are counted."""
+        for entry_id, entry, score, verdict in judged:
             if verdict.accept:
                 self._count("semantic_hits")
                 return self._hit(entry_id, entry, score, verdict.reason)
