@@ -153,28 +153,25 @@ def _check(s: lg.Samples, what: str) -> None:
 
 def _plot_sweep(report: Report, sweep: dict[str, dict[int, lg.Summary]], a: str, b: str,
                 levels: Sequence[int]) -> None:
-    def throughput(ax: Any) -> None:
-        for name in (a, b):
-            ax.plot(levels, [sweep[name][lvl].throughput_rps for lvl in levels], marker="o", label=name)
+    def axes(ax: Any, ylabel: str, title: str) -> None:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(list(levels), [str(x) for x in levels])
         ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("requests / s (log)")
-        ax.set_title("throughput, cache off")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.legend()
+
+    def throughput(ax: Any) -> None:
+        for name in (a, b):
+            ax.plot(levels, [sweep[name][lvl].throughput_rps for lvl in levels], marker="o", label=name)
+        axes(ax, "requests / s (log)", "throughput, cache off")
 
     def latency(ax: Any) -> None:
         for name in (a, b):
             ax.plot(levels, [sweep[name][lvl].p50_ms for lvl in levels], marker="o", label=f"{name} p50")
             ax.plot(levels, [sweep[name][lvl].p99_ms for lvl in levels], marker="x", ls="--", label=f"{name} p99")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(list(levels), [str(x) for x in levels])
-        ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("latency, ms (log)")
-        ax.set_title("latency under load, cache off")
-        ax.legend()
+        axes(ax, "latency, ms (log)", "latency under load, cache off")
 
     report.plot("sweep_throughput", throughput)
     report.plot("sweep_latency", latency)
