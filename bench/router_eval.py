@@ -15,10 +15,11 @@ each swept over its knob:
 
 Every curve is scored with the test rows' real outcomes and real costs (RouterBench) or list price ×
 token estimate (RouteLLM; see bench/router_data.py). Reported: each single model, a random mix of the
-strongest and the cheapest model, the k-NN baseline (k=40), the logistic predictor and the shipped
-group-logistic predictor (logistic + a per-(group, model) intercept), whose L2 is chosen by repeated
-5-fold routing cross-validation on the train part only (bench/router_cv.py; ``--cv-seeds 0`` falls back
-to log loss); the cost share to reach
+strongest and the cheapest model, the k-NN baseline, the logistic predictor and the group-logistic
+predictor (logistic + a per-(group, model) intercept). The k-NN's k and the group-logistic's L2 are
+chosen by the same repeated 5-fold routing cross-validation on the train part only
+(bench/router_cv.py), and the family that wins it is the shipped router (``--cv-seeds 0`` skips the CV:
+L2 by log loss, k = 40, group-logistic shipped); the cost share to reach
 95 % / 100 % of the best single model's quality, raw (operating points actually reached) and on the
 non-decreasing convex hull (RouterBench's convention: any point between two routers is reachable by
 mixing them at random); APGR; and, for two-model data, the share of calls to the strong model at 95 %.
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.router_cv import best, cross_validate, fit_group
+from bench.router_cv import _rows, best, cross_validate, fit_group, fit_knn
 from bench.router_data import RoutingSet, embed, load_files, query_text, split_by_hash
 from models.tokens import estimate_tokens
 from router.predictor import GroupLogisticPredictor, KNNPredictor, LogisticPredictor
@@ -47,7 +48,6 @@ SUITES = {
 }
 LAMBDAS = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 400)])
 TARGETS = np.linspace(0.0, 1.0, 401)
-SHIPPED = "group_logistic/lambda"  # the router thrifty ships; the checks below are made against its curve
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -76,11 +76,6 @@ def _concat(parts: list[RoutingSet], name: str) -> RoutingSet:
     return RoutingSet(name, [q for p in parts for q in p.prompts], np.concatenate([p.groups for p in parts]), models,
                       np.concatenate([p.correct for p in parts]), np.concatenate([p.cost for p in parts]),
                       parts[0].cost_source)
-
-
-def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.ndarray]:
-    n, m = data.correct.shape
-    return np.repeat(x, m, axis=0), [data.models[j] for _ in range(n) for j in range(m)], data.correct.reshape(-1)
 
 
 def cost_estimate(train: RoutingSet, tok_tr: np.ndarray, pred: GroupLogisticPredictor, x: np.ndarray,
@@ -165,10 +160,14 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_s
     tok_te = np.array([estimate_tokens(p) for p in test.prompts], dtype=float)
     cv_scores = cross_validate(train, x_tr, tok_tr, seeds=cv_seeds) if cv_seeds else []
     if cv_scores:
-        group_pred = fit_group(x_tr, train, best(cv_scores).l2)
+        group_pred = fit_group(x_tr, train, best(cv_scores, "group_logistic").param)
+        knn_k = int(best(cv_scores, "knn").param)
+        shipped_family = best(cv_scores).family
     else:  # no routing CV asked for: L2 by 3-fold log loss, the predictor's own default search
         group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
                                                  l2=(1.0, 3.0, 10.0), folds=3)
+        knn_k, shipped_family = 40, "group_logistic"
+    shipped = f"{shipped_family}/lambda"  # the router the checks below are made against
     gi_te = group_pred.group_index(x_te)
     cost_hat = cost_estimate(train, tok_tr, group_pred, x_te, tok_te)
     y, cost = test.correct, test.cost
@@ -186,7 +185,7 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_s
         random_mix.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean())))
     logistic = LogisticPredictor.fit(*_rows(x_tr, train))
     predictors: dict[str, KNNPredictor | LogisticPredictor | GroupLogisticPredictor] = {
-        "knn": KNNPredictor.fit(*_rows(x_tr, train), k=40), "logistic": logistic, "group_logistic": group_pred}
+        "knn": fit_knn(x_tr, train, knn_k), "logistic": logistic, "group_logistic": group_pred}
     curves: dict[str, list[tuple[float, float]]] = {}
     for pname, pred in predictors.items():
         cols = [pred.models.index(m) for m in test.models]
@@ -208,20 +207,21 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_s
         "cost_source": test.cost_source, "best_single": best_model, "cheapest_single": cheap_model,
         "best_single_quality": q_best, "best_single_cost": c_best,
         "single_models": {m: {"cost": c, "cost_share": c / c_best, "quality": q} for m, (c, q) in single.items()},
-        "routers": summary, "l2": logistic.l2, "group_l2": group_pred.l2,
+        "routers": summary, "shipped": shipped, "l2": logistic.l2, "group_l2": group_pred.l2, "knn_k": knn_k,
         "cv": [asdict(c) | {"criterion": c.criterion} for c in cv_scores],
         "cv_folds": 5, "cv_seeds": cv_seeds,
         "group_accuracy_test": float((np.array(group_pred.groups)[gi_te] == test.groups).mean())
         if set(test.groups) <= set(group_pred.groups) else None,
         "curves": {k: [[c, q] for c, q in v] for k, v in curves.items()},
     }
-    shipped_p = group_pred.predict(x_te)[:, [group_pred.models.index(m) for m in test.models]]
+    ship = predictors[shipped_family]
+    shipped_p = ship.predict(x_te)[:, [ship.models.index(m) for m in test.models]]
     result["bootstrap_shipped"] = _bootstrap(shipped_p, cost_hat, y, cost, seed)
     if len(test.models) == 2:
-        result["strong_call_share_at_95"] = _strong_share(group_pred, x_te, cost_hat, y, cost, test, jb, 0.95 * q_best)
-    below = [m for m, (c, q) in single.items() if not _on_or_above(curves[SHIPPED], c, q)]
+        result["strong_call_share_at_95"] = _strong_share(shipped_p, cost_hat, y, jb, 0.95 * q_best)
+    below = [m for m, (c, q) in single.items() if not _on_or_above(curves[shipped], c, q)]
     result["single_models_above_router_curve"] = below
-    result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves[SHIPPED], c, q) for c, q in random_mix)
+    result["random_mix_points_above_router_curve"] = sum(not _on_or_above(curves[shipped], c, q) for c, q in random_mix)
     return result
 
 
@@ -251,9 +251,7 @@ def _on_or_above(points: list[tuple[float, float]], c: float, q: float, tol: flo
     return any(pc <= c * (1 + 1e-6) and pq >= q - tol for pc, pq in points)
 
 
-def _strong_share(pred: LogisticPredictor | GroupLogisticPredictor, x: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, cost: np.ndarray,
-                  test: RoutingSet, jb: int, target: float) -> float | None:
-    p = pred.predict(x)[:, [pred.models.index(m) for m in test.models]]
+def _strong_share(p: np.ndarray, cost_hat: np.ndarray, y: np.ndarray, jb: int, target: float) -> float | None:
     rows = np.arange(len(y))
     shares = []
     for lam in LAMBDAS:
@@ -277,7 +275,9 @@ def _plot(result: dict, path: Path) -> None:
     for cname, (color, ls) in styles.items():
         pts = sorted(result["curves"][cname])
         h = _hull([tuple(p) for p in pts])
-        ax.plot([c / c_best for c, _ in h], [q for _, q in h], color=color, ls=ls, label=f"{cname} (hull)", lw=1.6)
+        label = f"{cname} (hull)" + (", shipped" if cname == result["shipped"] else "")
+        label += f", k={result['knn_k']}" if cname.startswith("knn/") else ""
+        ax.plot([c / c_best for c, _ in h], [q for _, q in h], color=color, ls=ls, label=label, lw=1.6)
         ax.scatter([c / c_best for c, _ in pts], [q for _, q in pts], color=color, s=3, alpha=0.35)
     for m, s in result["single_models"].items():
         ax.scatter(s["cost_share"], s["quality"], marker="x", color="k", s=25)
@@ -296,11 +296,12 @@ def _plot(result: dict, path: Path) -> None:
 
 def _print(result: dict) -> None:
     print(f"\n== {result['suite']}  train {result['train_rows']} / test {result['test_rows']} prompts; "
-          f"costs: {result['cost_source']}; logistic l2={result['l2']}; group-logistic l2={result['group_l2']} "
+          f"costs: {result['cost_source']}; logistic l2={result['l2']}; group-logistic l2={result['group_l2']}; "
+          f"k-NN k={result['knn_k']}; shipped {result['shipped']} "
           f"(group from vector, test accuracy {result['group_accuracy_test']})")
     if result["cv"]:
         print(f"  routing CV on the train part ({result['cv_folds']}-fold x {result['cv_seeds']} fold assignments; "
-              "cost share at 95 % of the best single model, mean; lowest mean of raw and hull is shipped):")
+              "cost share at 95 % of the best single model, mean; the lowest mean of raw and hull is shipped):")
         for c in result["cv"]:
             print(f"    {c['name']:24s} @95% {c['cost_share_at_95']:.3f} (sd {c['spread_95']:.3f}, never {c['never']})"
                   f"  @95%h {c['cost_share_at_95_hull']:.3f}  APGR {c['apgr']:.3f}  log loss {c['log_loss']:.4f}")
@@ -313,12 +314,12 @@ def _print(result: dict) -> None:
         print(f"  {cname:18s} {fmt(row['cost_share_at_95'])} {fmt(row['cost_share_at_95_hull'])} "
               f"{fmt(row['cost_share_at_100'])} {fmt(row['cost_share_at_100_hull'])} {row['apgr']:6.3f} {row['max_quality']:.4f}")
     if "strong_call_share_at_95" in result:
-        print(f"  share of {result['best_single']} calls at 95% of its quality ({SHIPPED}): {result['strong_call_share_at_95']}")
+        print(f"  share of {result['best_single']} calls at 95% of its quality ({result['shipped']}): {result['strong_call_share_at_95']}")
     bs = result["bootstrap_shipped"]
-    print(f"  {SHIPPED} @95% over 200 resamples of the test rows (5th/50th/95th pct): "
+    print(f"  {result['shipped']} @95% over 200 resamples of the test rows (5th/50th/95th pct): "
           + "; ".join(f"{k.replace('cost_share_at_', '@')}: " + "/".join("n/a" if v is None else f"{v:.3f}" for v in vals)
                       for k, vals in bs.items()))
-    print(f"  single models above the {SHIPPED} curve: {result['single_models_above_router_curve'] or 'none'}; "
+    print(f"  single models above the {result['shipped']} curve: {result['single_models_above_router_curve'] or 'none'}; "
           f"random-mix points above it: {result['random_mix_points_above_router_curve']}")
 
 
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "router"))
     ap.add_argument("--name", default="custom")
     ap.add_argument("--cv-seeds", type=int, default=10,
-                    help="fold assignments of the 5-fold routing CV that picks the shipped L2 (0: log-loss CV instead)")
+                    help="fold assignments of the 5-fold routing CV that picks L2, k and the shipped family (0: no CV)")
     args = ap.parse_args(argv)
     jobs = ([(args.name, args.train, args.test)] if args.train else
             [(name, [str(ROUTING / f) for f in files], []) for name, files in SUITES.items()])

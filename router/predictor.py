@@ -6,18 +6,18 @@ ledger later (``partial_fit`` appends rows and refits). Two predictors share one
 * ``KNNPredictor`` — the baseline: mean quality of each model over the k nearest training prompts.
 * ``LogisticPredictor`` — one L2-regularised logistic regression per model on the unit-norm embedding,
   fitted by Newton's method (exact, deterministic); the L2 strength is chosen on a held-out share of the
-  rows. On the RouterBench subsets it beats the k-NN baseline (bench/router_eval.py reports both).
+  rows (bench/router_eval.py reports it beside the others).
 * ``GroupLogisticPredictor`` — the same per-model regression plus a free intercept per (group, model),
   where a group is the kind of work a prompt belongs to (a benchmark, a tenant's workload, a task
   category). A model's skill differs far more between groups than within one, and a shared intercept
   spends the embedding's weights re-learning that. At run time the group is the nearest group centroid
   of the vector (no labels needed); ``fit`` chooses the L2 strength by k-fold cross-validation (log
-  loss), or takes one fixed value. It is the shipped predictor: on the RouterBench test part it needs
-  the least cost for 95 % of GPT-4. The benchmark fixes its L2 by repeated k-fold *routing*
-  cross-validation on the train part (bench/router_cv.py), because log loss rewards predicting each
-  model's accuracy while routing needs the gap between the cheap and the strong model; richer features
+  loss), or takes one fixed value. The benchmark fixes its L2, and the k-NN's k, by repeated k-fold
+  *routing* cross-validation on the train part (bench/router_cv.py), because log loss rewards
+  predicting each model's accuracy while routing needs the gap between the cheap and the strong model.
+  On RouterBench it wins that cross-validation and is the router the benchmark ships; richer features
   (prompt structure, hashed words), a shared difficulty latent (IRT, low rank), ridge and per-group
-  models all did no better in that cross-validation.
+  models all did no better there. On RouteLLM (two models, two groups) the k-NN wins it narrowly.
 
 Inference is one matrix product (numpy only). State round-trips through ``to_bytes``/``from_bytes``
 (an ``.npz``); the training rows are kept (capped) so later outcomes can be appended and refitted.
