@@ -61,7 +61,7 @@ class CVScore:
         return 0.5 * (self.cost_share_at_95 + self.cost_share_at_95_hull)
 
 
-def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.ndarray]:
+def to_rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Matrix form (prompts × models) to the predictors' row form (one row per prompt and model)."""
     n, m = data.correct.shape
     return np.repeat(x, m, axis=0), [data.models[j] for _ in range(n) for j in range(m)], data.correct.reshape(-1)
@@ -69,11 +69,11 @@ def _rows(x: np.ndarray, data: RoutingSet) -> tuple[np.ndarray, list[str], np.nd
 
 def fit_group(x: np.ndarray, data: RoutingSet, l2: float) -> GroupLogisticPredictor:
     m = len(data.models)
-    return GroupLogisticPredictor.fit(*_rows(x, data), groups=np.repeat(data.groups, m).tolist(), l2=l2, folds=1)
+    return GroupLogisticPredictor.fit(*to_rows(x, data), groups=np.repeat(data.groups, m).tolist(), l2=l2, folds=1)
 
 
 def fit_knn(x: np.ndarray, data: RoutingSet, k: int) -> KNNPredictor:
-    return KNNPredictor.fit(*_rows(x, data), k=k)
+    return KNNPredictor.fit(*to_rows(x, data), k=k)
 
 
 def candidates(l2_grid: Sequence[float] = GROUP_L2, k_grid: Sequence[int] = KNN_K) -> list[Candidate]:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.router_cv import _rows, best, cross_validate, fit_group, fit_knn
+from bench.router_cv import best, cross_validate, fit_group, fit_knn, to_rows
 from bench.router_data import RoutingSet, embed, load_files, query_text, split_by_hash
 from models.tokens import estimate_tokens
 from router.predictor import GroupLogisticPredictor, KNNPredictor, LogisticPredictor
@@ -164,7 +164,7 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_s
         knn_k = int(best(cv_scores, "knn").param)
         shipped_family = best(cv_scores).family
     else:  # no routing CV asked for: L2 by 3-fold log loss, the predictor's own default search
-        group_pred = GroupLogisticPredictor.fit(*_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
+        group_pred = GroupLogisticPredictor.fit(*to_rows(x_tr, train), groups=np.repeat(train.groups, len(train.models)).tolist(),
                                                  l2=(1.0, 3.0, 10.0), folds=3)
         knn_k, shipped_family = 40, "group_logistic"
     shipped = f"{shipped_family}/lambda"  # the router the checks below are made against
@@ -183,7 +183,7 @@ def evaluate(train: RoutingSet, test: RoutingSet, name: str, seed: int = 0, cv_s
     for share in np.linspace(0, 1, 21):
         pick = np.where(rng.random(len(y)) < share, jb, jc)
         random_mix.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean())))
-    logistic = LogisticPredictor.fit(*_rows(x_tr, train))
+    logistic = LogisticPredictor.fit(*to_rows(x_tr, train))
     predictors: dict[str, KNNPredictor | LogisticPredictor | GroupLogisticPredictor] = {
         "knn": fit_knn(x_tr, train, knn_k), "logistic": logistic, "group_logistic": group_pred}
     curves: dict[str, list[tuple[float, float]]] = {}
