@@ -8,12 +8,6 @@ TOOLS = ['Python', 'Docker', 'Kubernetes', 'Git', 'Postgres', 'MySQL', 'Redis', 
  'Grafana', 'Prometheus', 'Linux', 'Ubuntu', 'Windows', 'macOS', 'Slack', 'Zoom', 'Jupyter', 'Anaconda',
  'Homebrew', 'npm', 'Angular', 'Svelte', 'FastAPI', 'Spring', 'Laravel', 'Rails', 'SQLite', 'GraphQL',
  'Helm']
-TOOLS = ['Python', 'Docker', 'Kubernetes', 'Git', 'Postgres', 'MySQL', 'Redis', 'React', 'Vue', 'Django', 'Flask',
- 'pandas', 'NumPy', 'PyTorch', 'TensorFlow', 'Nginx', 'Terraform', 'Ansible', 'Node.js', 'Rust', 'Go',
- 'Java', 'Excel', 'VS Code', 'Jenkins', 'Kafka', 'MongoDB', 'Elasticsearch', 'Spark', 'Airflow', 'Milvus',
- 'Grafana', 'Prometheus', 'Linux', 'Ubuntu', 'Windows', 'macOS', 'Slack', 'Zoom', 'Jupyter', 'Anaconda',
- 'Homebrew', 'npm', 'Angular', 'Svelte', 'FastAPI', 'Spring', 'Laravel', 'Rails', 'SQLite', 'GraphQL',
- 'Helm']
 LANGS_CODE = ['Python', 'JavaScript', 'TypeScript', 'Java', 'C++', 'C#', 'Go', 'Rust', 'Ruby', 'PHP', 'Kotlin', 'Swift',
  'Scala', 'Bash', 'R']
 COUNTRIES = ['France', 'Germany', 'Spain', 'Italy', 'Japan', 'China', 'India', 'Brazil', 'Canada', 'Mexico', 'Egypt',
