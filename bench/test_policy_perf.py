@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.test_cache_perf import report
 from cache.policy import HitPolicy, default_policy
 
 NEAR_MISSES = Path(__file__).resolve().parents[1] / "tests" / "data" / "near_misses.jsonl"
@@ -68,10 +69,7 @@ def test_verify_warm(benchmark) -> None:
     stats = _percentiles(_time_calls(policy, pairs, rounds=20))
     a, b = pairs[0]
     benchmark(policy.verify, a, b, 0.93)
-    benchmark.extra_info.update(stats)
-    print(
-        f"\nverify warm: p50 {stats['p50_us']:.1f} us, p99 {stats['p99_us']:.1f} us over {stats['n']} calls"
-    )
+    report(benchmark, "verify warm", stats)
     assert stats["p50_us"] < WARM_P50_BUDGET_US
 
 
@@ -93,10 +91,7 @@ def test_verify_cold(benchmark) -> None:
     policy = default_policy()
     policy.verify("warm up", "the lexicon", 0.99)
     benchmark(cold_call)
-    benchmark.extra_info.update(stats)
-    print(
-        f"\nverify cold: p50 {stats['p50_us']:.1f} us, p99 {stats['p99_us']:.1f} us over {stats['n']} calls"
-    )
+    report(benchmark, "verify cold", stats)
     # p99 is reported, not asserted: on a shared 2-core machine it measures the neighbours
     assert stats["p50_us"] < COLD_P50_BUDGET_US
 
@@ -146,8 +141,7 @@ def test_learned_stage(benchmark, n_pairs: int) -> None:
         gc.enable()
     stats = _percentiles(samples)
     benchmark(model.logits, pairs)
-    benchmark.extra_info.update(stats)
-    print(f"\nlearned stage, {n_pairs} pair(s): p50 {stats['p50_us']:.0f} us, p99 {stats['p99_us']:.0f} us")
+    report(benchmark, f"learned stage, {n_pairs} pair(s)", stats)
     # "a few ms at most per lookup" (issue 2 hit-path budget: 12 ms p50 with the ~4 ms encoder)
     assert stats["p50_us"] < 3_000 * n_pairs
 
@@ -156,7 +150,7 @@ def test_learned_stage(benchmark, n_pairs: int) -> None:
 def test_whole_hit_path_learned(benchmark, tmp_path: Path) -> None:
     """The whole semantic hit path (scope + encode + search + guards + cross-encoder + payload) with
     the "learned" preset, prompts <= 64 tokens; same set-up as bench/test_cache_perf.py's."""
-    from bench.test_cache_perf import SHORT_PAIRS, report, time_hit_path
+    from bench.test_cache_perf import SHORT_PAIRS, time_hit_path
     from cache import CacheConfig, SemanticCache, default_encoder
     from cache.policy import PRESETS
 
