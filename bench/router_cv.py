@@ -104,11 +104,13 @@ def cross_validate(train: RoutingSet, x: np.ndarray, tok: np.ndarray, cands: Seq
         for k in range(folds):
             tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             part = train.take(tr, "cv")
-            # the cost model depends on the group centroids only, not on the candidate
-            cost_hat[te] = cost_estimate(part, tok[tr], fit_group(x[tr], part, 1.0), x[te], tok[te])
-            for i, cand in enumerate(cands):
-                pred = cand.fit(x[tr], part)
+            preds = [cand.fit(x[tr], part) for cand in cands]
+            for i, pred in enumerate(preds):
                 p[i, te] = pred.predict(x[te])[:, [pred.models.index(mm) for mm in train.models]]
+            # the cost model reads only the group centroids, which every group-logistic fit of this fold
+            # shares whatever its L2: reuse one, and fit one only when no candidate is of that family
+            grouper = next((q for q in preds if isinstance(q, GroupLogisticPredictor)), None) or fit_group(x[tr], part, 1.0)
+            cost_hat[te] = cost_estimate(part, tok[tr], grouper, x[te], tok[te])
         for i in range(len(cands)):
             pts = _sweep(p[i], cost_hat, y, cost, "lambda")
             c95 = _cost_to_reach(pts, 0.95 * q_best, False)
