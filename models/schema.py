@@ -36,6 +36,8 @@ class Capabilities(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     json_mode: bool = False
     reasoning: bool = False
     streaming: bool = True
+    # The API continues a final assistant message (prefill): a broken stream is resumed that way.
+    assistant_prefill: bool = False
 
 
 class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

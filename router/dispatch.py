@@ -1,25 +1,33 @@
 """Dispatch: send a request down the router's ranked candidates until one answers.
 
 The semantics table of DESIGN.md, row by row:
-- connect error, timeout, 408, 429, 5xx, malformed body: retry the same deployment with full-jitter
+- connect error, 408, 429, 5xx, malformed body: retry the same deployment with full-jitter
   backoff (Retry-After honoured, capped by the deadline), then fall back to the next candidate;
+- read / first-token timeout: fall back to the next candidate at once (``retry_on_timeout`` to retry);
 - context length exceeded: no retry; skip to a candidate with a larger context window;
 - 400/401/403/404/422: fail at once with the provider's message (``UpstreamError``), no fallback;
-- repeated failures: the deployment's circuit opens; open circuits are skipped;
+- repeated failures: the deployment's circuit opens; open circuits are skipped; a request counts at most
+  one failure per deployment (its retries do not), so one bad prompt cannot open a circuit alone;
+- every candidate's circuit open: ``CircuitsOpen`` (a 503 with Retry-After at the edge);
 - a stream failing before its first content chunk is a failed attempt like any other; after content
-  reached the caller it ends with ``StreamInterrupted`` (never a silent, truncated success);
+  reached the caller the next candidates are asked to continue the text (``router._recovery``); when
+  none can, it ends with ``StreamInterrupted`` carrying the original error (never a truncated success);
+- a stream is complete when every choice has a finish_reason and it ended without a transport error
+  (with or without the provider's end sentinel);
 - total deadline reached: ``DeadlineExceeded`` listing every attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 
 import msgspec
 
+from router._recovery import Seam, add_usage, continuable, continuation_request, fits
 from router._retry import retry_delay
 from router.breaker import Breakers, CircuitBreaker
 from router.candidate import Candidate
@@ -28,8 +36,10 @@ from router.deadline import Deadline
 from router.errors import (
     AllAttemptsFailed,
     Attempt,
+    CircuitsOpen,
     ContextLengthExceeded,
     DeadlineExceeded,
+    DispatchError,
     IncompleteStream,
     MalformedResponse,
     ProviderError,
@@ -39,8 +49,11 @@ from router.errors import (
     UpstreamTimeout,
 )
 from router.providers.base import ChunkStream, Provider
-from router.streaming import StreamResult
-from router.types import ChatChunk, ChatRequest, ChatResponse
+from router.providers.config import RetryPolicy
+from router.streaming import ChunkAccumulator, StreamResult
+from router.types import ChatChunk, ChatRequest, ChatResponse, Usage
+
+log = logging.getLogger("thrifty.router")
 
 
 class DispatchPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,8 +85,10 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         *,
         rng: random.Random | None = None,
+        on_bad_events: Callable[[str, int], None] | None = None,
     ) -> None:
         self.providers = providers
+        self.on_bad_events = on_bad_events  # (deployment, count) per stream that skipped bad events
         self.breakers = breakers or Breakers({n: p.config.breaker for n, p in providers.items()})
         self.policy = policy or DispatchPolicy()
         self._rng = rng or random.Random()
@@ -115,7 +130,8 @@ class Dispatcher:
 
     async def stream(self, request: ChatRequest, candidates: Sequence[Candidate],
                      deadline: Deadline | None = None) -> StreamResult:
-        """Open a stream: retries and fallback happen here, before the first content chunk is returned."""
+        """Open a stream: retries and fallback happen here, before the first content chunk is returned;
+        after it, a broken stream is continued on the candidates that follow (``_recover``)."""
         if not request.stream:
             request = msgspec.structs.replace(request, stream=True)
         deadline = self._deadline(deadline)
@@ -126,8 +142,10 @@ class Dispatcher:
                 continue
             assert isinstance(opened, tuple)
             upstream, head = opened
+            pos = next(i for i, c in enumerate(candidates) if c is candidate)
             result = StreamResult(_empty(), candidate, attempts)
-            result._source = self._pump(request, upstream, head, result, provider, breaker, deadline)
+            first = _Segment(request, candidate, provider, breaker, upstream, head)
+            result._source = self._pump(request, first, result, deadline, list(candidates[pos + 1:]))
             return result
         raise self._exhausted(attempts, deadline)
 
@@ -165,8 +183,8 @@ class Dispatcher:
         deadline: Deadline, attempts: list[Attempt], streaming: bool,
     ) -> ChatResponse | tuple[ChunkStream, list[ChatChunk]] | None:
         """Try one deployment with retries; None means fall back to the next candidate."""
-        config = provider.config
-        policy = config.retries
+        policy = provider.config.retries
+        counted = False  # one request is one verdict on the deployment's health, however many retries
         for retry in range(max(1, policy.attempts)):
             if retry and not breaker.allow():
                 attempts.append(Attempt(candidate.deployment, 0.0, "circuit_open", None, "circuit breaker opened"))
@@ -179,21 +197,21 @@ class Dispatcher:
                 else:
                     outcome = await self._call(provider, request, candidate, deadline)
             except ProviderError as exc:
-                elapsed = time.perf_counter() - started
-                attempts.append(Attempt(candidate.deployment, elapsed, exc.kind, exc.status, exc.message))
+                attempts.append(Attempt(candidate.deployment, time.perf_counter() - started, exc.kind, exc.status,
+                                        exc.message))
                 if exc.counts_against_breaker:
-                    breaker.record_failure()
+                    if not counted:
+                        breaker.record_failure()
+                        counted = True
                 else:
                     breaker.record_success()  # it answered: the deployment is healthy, the request is not
-                if isinstance(exc, ContextLengthExceeded):
-                    return None
-                if not exc.retryable:
+                if not exc.retryable and not isinstance(exc, ContextLengthExceeded):
+                    _warn(candidate, retry, exc, "the request itself was rejected: no fallback")
                     raise UpstreamError(f"{candidate.deployment} rejected the request: {exc.message}",
                                         attempts, exc) from exc
-                if deadline.expired:
-                    return None
-                delay = retry_delay(exc, retry, policy, self._rng, deadline.remaining())
-                if delay is None or retry + 1 >= policy.attempts:
+                delay = self._retry_delay(exc, retry, policy, deadline)
+                _warn(candidate, retry, exc, "falling back" if delay is None else f"retrying in {delay:.3f} s")
+                if delay is None:
                     return None
                 await asyncio.sleep(delay)
                 continue
@@ -201,6 +219,14 @@ class Dispatcher:
             breaker.record_success()
             return outcome
         return None
+
+    def _retry_delay(self, exc: ProviderError, retry: int, policy: RetryPolicy, deadline: Deadline) -> float | None:
+        """Seconds before retrying the same deployment, or None to move on to the next candidate."""
+        if isinstance(exc, ContextLengthExceeded) or deadline.expired or retry + 1 >= policy.attempts:
+            return None
+        if isinstance(exc, UpstreamTimeout) and not policy.retry_on_timeout:
+            return None  # it did not answer in time: the next candidate is the faster way to an answer
+        return retry_delay(exc, retry, policy, self._rng, deadline.remaining())
 
     async def _call(self, provider: Provider, request: ChatRequest, candidate: Candidate,
                     deadline: Deadline) -> ChatResponse:
@@ -219,7 +245,7 @@ class Dispatcher:
                            deadline: Deadline) -> tuple[ChunkStream, list[ChatChunk]]:
         """Send and read up to the first content chunk, all within the time-to-first-token limit."""
         t = provider.config.timeouts
-        ttft = deadline.ttft if deadline.ttft is not None else t.ttft
+        ttft = _min(deadline.ttft, t.ttft)  # a caller's limit may shorten the operator's, never lengthen it
         limit = deadline.cap(_min(ttft, t.total))
         upstream: ChunkStream | None = None
         try:
@@ -244,60 +270,190 @@ class Dispatcher:
                 await upstream.aclose()
             raise
 
-    async def _pump(self, request: ChatRequest, upstream: ChunkStream, head: list[ChatChunk],
-                    result: StreamResult, provider: Provider, breaker: CircuitBreaker,
-                    deadline: Deadline) -> AsyncGenerator[ChatChunk, None]:
+    async def _pump(self, request: ChatRequest, seg: _Segment, result: StreamResult, deadline: Deadline,
+                    rest: list[Candidate]) -> AsyncGenerator[ChatChunk, None]:
         acc = result.accumulator
-        stall = deadline.stall if deadline.stall is not None else provider.config.timeouts.stall
-        started = time.perf_counter()
-        failure: ProviderError | None = None
+        segments = [seg]
+        original: ProviderError | None = None
+        current: _Segment | None = seg
         try:
-            for chunk in head:
-                acc.feed(chunk)
-                yield chunk
-            while True:
+            while current is not None:
                 try:
-                    async with asyncio.timeout(deadline.cap(stall)):
-                        chunk = await upstream.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    msg = "deadline reached mid-stream" if deadline.expired else f"no chunk for {stall} s"
-                    raise StreamStalled(msg, provider=provider.name) from exc
-                acc.feed(chunk)
-                yield chunk
-            if not acc.finished:
-                raise IncompleteStream("stream ended without a finish_reason", provider=provider.name)
-        except ProviderError as exc:
-            failure = exc
+                    async for chunk in self._read(current, deadline):
+                        for out in current.splice(chunk):
+                            acc.feed(out)
+                            yield out
+                    for out in current.flush():
+                        acc.feed(out)
+                        yield out
+                    if not acc.finished:
+                        raise IncompleteStream("stream ended without a finish_reason", provider=current.provider.name)
+                    self._end_segment(current, None, result.attempts)
+                    current = None
+                except ProviderError as exc:
+                    self._end_segment(current, exc, result.attempts)
+                    if acc.finished:
+                        # Every choice finished; only the tail (usage, sentinel) was lost: the answer is whole.
+                        log.warning("dispatch: %s: stream broke after its finish_reason (%s); the answer is "
+                                    "complete, its cost estimated", current.candidate.deployment, exc.kind)
+                        current = None
+                        break
+                    original = original or exc
+                    current = await self._recover(request, result, rest, deadline, segments)
+                    if current is not None:
+                        segments.append(current)
         finally:
-            await upstream.aclose()
-            self._settle(request, result, failure, breaker, started)
-        if failure is not None:
+            if current is not None:  # the caller stopped reading: release the connection now
+                await current.upstream.aclose()
+            self._settle(result, segments, original if not acc.finished else None)
+        if original is not None and not acc.finished:
             raise StreamInterrupted(
                 f"{result.candidate.deployment} failed after {len(acc.text)} characters were streamed",
-                result.attempts) from failure
+                result.attempts) from original
 
-    def _settle(self, request: ChatRequest, result: StreamResult, failure: ProviderError | None,
-                breaker: CircuitBreaker, started: float) -> None:
-        response = result.accumulator.response()
-        cost = answer_cost(request, response, result.candidate.price)
-        result.cost_usd, result.cost_estimated, result.usage = float(cost.usd), cost.estimated, cost.usage
+    async def _read(self, seg: _Segment, deadline: Deadline) -> AsyncGenerator[ChatChunk, None]:
+        """One upstream's chunks (its head first), each within the stall limit."""
+        stall = _min(deadline.stall, seg.provider.config.timeouts.stall)
+        for chunk in seg.head:
+            yield chunk
+        while True:
+            try:
+                async with asyncio.timeout(deadline.cap(stall)):
+                    chunk = await seg.upstream.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                msg = "deadline reached mid-stream" if deadline.expired else f"no chunk for {stall} s"
+                raise StreamStalled(msg, provider=seg.provider.name) from exc
+            yield chunk
+
+    async def _recover(self, request: ChatRequest, result: StreamResult, rest: list[Candidate],
+                       deadline: Deadline, segments: list[_Segment]) -> _Segment | None:
+        """Ask the next candidates, in order, to continue the text sent so far; None when none can."""
+        acc, attempts = result.accumulator, result.attempts
+        why = continuable(request, acc) or ("the deadline was reached" if deadline.expired else None)
+        if why is not None or not rest:
+            log.warning("dispatch: %s: stream not continued: %s", result.candidate.deployment,
+                        why or "no candidate left")
+            return None
+        sent = acc.text
+        prior = _sum_usage(segments)
+        while rest and not deadline.expired:
+            candidate = rest.pop(0)
+            prefill = candidate.model.capabilities.assistant_prefill
+            creq = continuation_request(request, sent, prefill)
+            opened = await self._open_continuation(creq, candidate, deadline, attempts)
+            if opened is None:
+                continue
+            provider, breaker, upstream, head = opened
+            log.warning("dispatch: continuing the stream of %s on %s after %d characters (%s)",
+                        result.candidate.deployment, candidate.deployment, len(sent),
+                        "assistant prefill" if prefill else "continuation instruction")
+            return _Segment(creq, candidate, provider, breaker, upstream, head, Seam(acc, sent, prefill, prior))
+        return None
+
+    async def _open_continuation(self, creq: ChatRequest, candidate: Candidate, deadline: Deadline,
+                                 attempts: list[Attempt]
+                                 ) -> tuple[Provider, CircuitBreaker, ChunkStream, list[ChatChunk]] | None:
+        """One try (no retry: the caller is waiting mid-answer) of one candidate for a continuation."""
+        dep = candidate.deployment
+        provider = self.providers.get(candidate.route.provider)
+        why = "no such provider" if provider is None else fits(candidate, creq)
+        breaker = self.breakers.get(dep, candidate.route.provider)
+        if why is None and not breaker.allow():
+            attempts.append(Attempt(dep, 0.0, "circuit_open", None, "continuation: circuit breaker is open"))
+            return None
+        if why is not None or provider is None:
+            attempts.append(Attempt(dep, 0.0, "skipped", None, f"continuation: {why}"))
+            return None
+        started = time.perf_counter()
+        try:
+            upstream, head = await self._open_stream(provider, creq, candidate, deadline)
+        except ProviderError as exc:
+            attempts.append(Attempt(dep, time.perf_counter() - started, exc.kind, exc.status,
+                                    f"continuation: {exc.message}"))
+            (breaker.record_failure if exc.counts_against_breaker else breaker.record_success)()
+            _warn(candidate, 0, exc, "continuation failed")
+            return None
+        attempts.append(Attempt(dep, time.perf_counter() - started, "continuation"))
+        breaker.record_success()
+        return provider, breaker, upstream, head
+
+    def _end_segment(self, seg: _Segment, failure: ProviderError | None, attempts: list[Attempt]) -> None:
+        seg.failure = failure
+        seg.elapsed = time.perf_counter() - seg.started
+        bad = seg.upstream.bad_events
+        if bad is not None and bad.count and self.on_bad_events is not None:
+            self.on_bad_events(seg.candidate.deployment, bad.count)
         if failure is None:
+            return
+        attempts.append(Attempt(seg.candidate.deployment, seg.elapsed, failure.kind, failure.status,
+                                f"after content was sent: {failure.message}"))
+        _warn(seg.candidate, 0, failure, "after content was sent")
+        if failure.counts_against_breaker:
+            seg.breaker.record_failure()
+
+    def _settle(self, result: StreamResult, segments: list[_Segment], failure: ProviderError | None) -> None:
+        """Cost and usage of every attempt that produced tokens, the flags, the error."""
+        costs = [answer_cost(s.request, s.acc.response(), s.candidate.price) for s in segments]
+        result.cost_usd = float(sum(c.usd for c in costs))
+        result.cost_estimated = any(c.estimated for c in costs)
+        result.usage = _sum_usage(segments, [c.usage for c in costs])
+        result.continued = len(segments) > 1
+        if failure is None and result.accumulator.finished:
             result.complete = True
             return
         result.error = failure
-        result.attempts.append(Attempt(result.candidate.deployment, time.perf_counter() - started,
-                                       failure.kind, failure.status, f"after content was sent: {failure.message}"))
-        if failure.counts_against_breaker:
-            breaker.record_failure()
 
-    def _exhausted(self, attempts: list[Attempt], deadline: Deadline) -> AllAttemptsFailed:
+    def _exhausted(self, attempts: list[Attempt], deadline: Deadline) -> DispatchError:
         if deadline.expired:
             return DeadlineExceeded(f"deadline of {deadline.total} s reached", attempts)
         if not attempts:
             return AllAttemptsFailed("no candidates to dispatch to", attempts)
+        if all(a.kind == "circuit_open" for a in attempts):
+            names = list(dict.fromkeys(a.deployment for a in attempts))
+            return CircuitsOpen(names, self.breakers.retry_after(names), attempts)
         return AllAttemptsFailed("every candidate failed", attempts)
+
+
+class _Segment:
+    """One upstream stream of an answer (the first, or a continuation): its own accumulator prices it."""
+
+    __slots__ = ("acc", "breaker", "candidate", "elapsed", "failure", "head", "provider", "request", "seam",
+                 "started", "upstream")
+
+    def __init__(self, request: ChatRequest, candidate: Candidate, provider: Provider, breaker: CircuitBreaker,
+                 upstream: ChunkStream, head: list[ChatChunk], seam: Seam | None = None) -> None:
+        self.request, self.candidate, self.provider, self.breaker = request, candidate, provider, breaker
+        self.upstream, self.head, self.seam = upstream, head, seam
+        self.acc = ChunkAccumulator()
+        self.started = time.perf_counter()
+        self.elapsed = 0.0
+        self.failure: ProviderError | None = None
+
+    def splice(self, chunk: ChatChunk) -> list[ChatChunk]:
+        self.acc.feed(chunk)  # before the seam rewrites it: this attempt's own usage prices this attempt
+        return [chunk] if self.seam is None else self.seam.feed(chunk)
+
+    def flush(self) -> list[ChatChunk]:
+        return [] if self.seam is None else self.seam.flush()
+
+
+def _sum_usage(segments: list[_Segment], usages: list[Usage] | None = None) -> Usage | None:
+    """Tokens of every attempt together (estimated where an attempt reported none)."""
+    if usages is None:
+        usages = [answer_cost(s.request, s.acc.response(), s.candidate.price).usage for s in segments]
+    total: Usage | None = None
+    for usage in usages:
+        total = add_usage(total, usage)
+    return total
+
+
+def _warn(candidate: Candidate, retry: int, exc: ProviderError, then: str) -> None:
+    """The log line of every failed upstream call (messages are redacted by the providers: no keys)."""
+    status = f" {exc.status}" if exc.status is not None else ""
+    log.warning("dispatch: provider %s deployment %s attempt %d: %s%s: %s; %s", candidate.route.provider,
+                candidate.deployment, retry + 1, exc.kind, status, exc.message, then)
 
 
 def _overflowed_window(attempts: list[Attempt], candidates: Sequence[Candidate]) -> int | None:

@@ -19,6 +19,7 @@ RouterError
     ├── AllAttemptsFailed        every candidate failed or was skipped
     │   └── DeadlineExceeded     the total deadline ran out
     ├── UpstreamError            the caller's own mistake (400/401/403/404/422); no fallback
+    ├── CircuitsOpen             every usable deployment's circuit is open (503 + Retry-After)
     └── StreamInterrupted        a stream failed after content was sent
 ```
 
@@ -55,12 +56,20 @@ class ProviderError(RouterError):
         provider: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.status = status
         self.retry_after = retry_after
+        # The upstream's own error ``code``/``type``/``param`` (e.g. ``content_policy_violation``): a 4xx
+        # passed back to the caller keeps its meaning.
+        self.code = code
+        self.type = type
+        self.param = param
 
     def __str__(self) -> str:
         status = f" {self.status}" if self.status is not None else ""
@@ -158,6 +167,18 @@ class UpstreamError(DispatchError):
         self.status = cause.status
         self.kind = cause.kind
         self.provider_message = cause.message
+        self.code, self.type, self.param = cause.code, cause.type, cause.param
+
+
+class CircuitsOpen(DispatchError):
+    """Every deployment able to serve the request has an open circuit: the gateway is unavailable for a
+    while (a 503 with ``retry_after``), the request itself is fine."""
+
+    def __init__(self, deployments: list[str], retry_after: float | None = None,
+                 attempts: list[Attempt] | None = None) -> None:
+        self.deployments = deployments
+        self.retry_after = retry_after
+        super().__init__(f"circuit open for {', '.join(deployments) or 'every deployment'}", attempts or [])
 
 
 class StreamInterrupted(DispatchError):

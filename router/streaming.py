@@ -63,15 +63,18 @@ class ChunkAccumulator:
             if delta.tool_calls:
                 content = True
                 for d in delta.tool_calls:
+                    # OpenAI sends id and name only in a call's first chunk; calls interleave by index.
                     call = state.calls.get(d.index)
                     fn = d.function
                     if call is None:
-                        state.calls[d.index] = ToolCall(
-                            id=d.id or "", function=FunctionCall(name=fn.name if fn else "",
-                                                                 arguments=fn.arguments if fn else ""))
-                    elif fn is not None:
-                        call.function.name = call.function.name or fn.name
-                        call.function.arguments += fn.arguments
+                        call = state.calls[d.index] = ToolCall(id=d.id or "", function=FunctionCall(name=""))
+                    elif d.id and not call.id:
+                        call.id = d.id
+                    if fn is not None:
+                        if fn.name and not call.function.name:
+                            call.function.name = fn.name
+                        if fn.arguments:
+                            call.function.arguments += fn.arguments
             if choice.finish_reason:
                 state.finish = choice.finish_reason
                 content = True
@@ -81,6 +84,18 @@ class ChunkAccumulator:
     def finished(self) -> bool:
         """Every choice seen got a finish_reason (and at least one choice was seen)."""
         return bool(self._choices) and all(s.finish for s in self._choices.values())
+
+    @property
+    def choice_count(self) -> int:
+        return len(self._choices)
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return any(s.calls for s in self._choices.values())
+
+    @property
+    def has_refusal(self) -> bool:
+        return any(s.refusal for s in self._choices.values())
 
     @property
     def text(self) -> str:
@@ -115,6 +130,7 @@ class StreamResult:
         self.attempts = attempts
         self.accumulator = ChunkAccumulator()
         self.complete = False
+        self.continued = False  # finished by a fallback after the first upstream broke mid-answer
         self.error: BaseException | None = None
         self.cost_usd: float | None = None
         self.cost_estimated = False
@@ -133,8 +149,8 @@ class StreamResult:
 
     @property
     def cacheable(self) -> bool:
-        if not self.complete or self.error is not None:
-            return False
+        if not self.complete or self.error is not None or self.continued:
+            return False  # a stitched answer is what no single model wrote for this prompt: not stored
         choices = self.accumulator.response().choices
         return len(choices) == 1 and choices[0].finish_reason == "stop"
 

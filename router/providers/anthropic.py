@@ -9,10 +9,19 @@ import httpx
 import msgspec
 
 from models.schema import Route
-from router.errors import IncompleteStream, MalformedResponse, ServerError
-from router.providers.anthropic_wire import StreamTranslator, from_anthropic_response, to_anthropic_request
-from router.providers.base import HTTPProvider
+from router.deadline import Deadline
+from router.errors import MalformedResponse, ServerError
+from router.providers.anthropic_wire import (
+    JSON_TOOL,
+    StreamTranslator,
+    from_anthropic_response,
+    json_answer_tool,
+    to_anthropic_request,
+)
+from router.providers.base import BadEvents, ChunkStream, HTTPProvider
 from router.providers.config import ProviderConfig, base_url_of, read_api_key, resolve_template
+from router.providers.fanout import MAX_FAN_OUT, fan_out
+from router.providers.fields import FieldGate, unsupported
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 _encoder = msgspec.json.Encoder()
@@ -25,7 +34,7 @@ def _decode_response(body: bytes) -> ChatResponse:
 
 class AnthropicProvider(HTTPProvider):
     kind: ClassVar[str] = "anthropic"
-    __slots__ = ("_extra",)
+    __slots__ = ("_extra", "_gate")
     decode_response = staticmethod(_decode_response)
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -40,20 +49,46 @@ class AnthropicProvider(HTTPProvider):
         super().__init__(config, url=base_url_of(config) + "/v1/messages", headers=headers,
                          secrets=(key,) if key else ())
         self._extra = dict(config.extra_body)
+        self._gate = FieldGate(self.kind)
+
+    def check(self, request: ChatRequest) -> None:
+        """Refuse, naming the field, what the Messages API cannot honour (router.providers.fields)."""
+        self._gate.check(request, self.name)
+        why = ""
+        if request.temperature is not None and request.temperature > 1:
+            field, why = "temperature", "Anthropic accepts 0 to 1"
+        elif request.response_format is not None and request.tools and json_answer_tool(request) is not None:
+            field, why = "response_format", "JSON mode is emulated with a forced tool, so not together with tools"
+        elif any(t.function.name == JSON_TOOL for t in request.tools or ()):
+            field, why = "tools", f"the tool name {JSON_TOOL!r} is reserved"
+        elif (request.n or 1) > 1 and request.stream:
+            field, why = "n", "n > 1 is emulated by parallel calls, which cannot be streamed"
+        elif (request.n or 1) > MAX_FAN_OUT:
+            field, why = "n", f"at most {MAX_FAN_OUT}"
+        if why:
+            raise unsupported(field, self.name, self.kind, why)
+
+    async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
+        if (request.n or 1) > 1:
+            self.check(request)
+            return await fan_out(super().send, request, route, deadline)
+        return await super().send(request, route, deadline)
 
     def encode(self, request: ChatRequest, route: Route) -> bytes:
+        self.check(request)
         body = to_anthropic_request(request, route.model)
         body.update(self._extra)
         return _encoder.encode(body)
 
-    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+    async def _chunks(self, response: httpx.Response, bad: BadEvents) -> AsyncGenerator[ChatChunk, None]:
         translator = StreamTranslator()
         try:
             async for data in self.sse_data(response):
                 try:
                     event = _decode_dict.decode(data)
                 except msgspec.DecodeError as exc:
-                    raise MalformedResponse(f"undecodable stream event: {exc}", provider=self.name) from exc
+                    self.skip_bad_event(bad, exc)
+                    continue
                 if event.get("type") == "error":
                     err = event.get("error") or {}
                     raise ServerError(self._clean(f"{err.get('type', 'error')}: {err.get('message', '')}"),
@@ -66,6 +101,7 @@ class AnthropicProvider(HTTPProvider):
                     yield chunk
                 if translator.done:
                     return
-            raise IncompleteStream("stream ended without message_stop", provider=self.name)
+            # Ended without message_stop: complete if the finish (message_delta's stop_reason) came,
+            # which dispatch judges; an answer without it is reported incomplete there.
         finally:
             await response.aclose()

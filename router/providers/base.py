@@ -9,6 +9,7 @@ from ``send``, before any chunk). httpx errors are mapped to ``router.errors`` h
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,7 @@ from router.errors import (
 from router.providers.config import ProviderConfig
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
+log = logging.getLogger("thrifty.router")
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a bigger answer is a broken upstream, not an answer
 MAX_EVENT_BYTES = 1024 * 1024
 _CONTEXT_RE = re.compile(
@@ -44,13 +46,24 @@ _CONTEXT_RE = re.compile(
 )
 
 
+class BadEvents:
+    """Undecodable SSE events skipped in one stream, up to ``limit``; one more fails the stream."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+
 class ChunkStream:
     """An async iterator of ``ChatChunk``; ``aclose`` releases the connection early."""
 
-    __slots__ = ("_gen",)
+    __slots__ = ("_gen", "bad_events")
 
-    def __init__(self, gen: AsyncGenerator[ChatChunk, None]) -> None:
+    def __init__(self, gen: AsyncGenerator[ChatChunk, None], bad_events: BadEvents | None = None) -> None:
         self._gen = gen
+        self.bad_events = bad_events  # undecodable events skipped so far (dispatch reports them)
 
     def __aiter__(self) -> ChunkStream:
         return self
@@ -104,12 +117,16 @@ _STATUS_ERRORS: dict[int, type[ProviderError]] = {
 }
 
 
-def error_message(body: bytes) -> str:
-    """The human part of an upstream error body (OpenAI, Anthropic and Cortex shapes), shortened."""
-    text = body[:4000].decode("utf-8", "replace")
+def error_message(body: bytes, clean: Callable[[str], str] | None = None) -> str:
+    """The human part of an upstream error body (OpenAI, Anthropic and Cortex shapes), shortened.
+    ``clean`` (the provider's redaction) runs on the whole body *before* anything is cut: a secret that
+    straddled a cut would leave its prefix behind, out of reach of a later redaction."""
+    text = body.decode("utf-8", "replace")
+    if clean is not None:
+        text = clean(text)
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text.strip()[:500] or "(empty body)"
     if isinstance(data, dict):
         err = data.get("error", data)
@@ -122,6 +139,20 @@ def error_message(body: bytes) -> str:
         if "message" in data:
             return str(data["message"])[:500]
     return text.strip()[:500]
+
+
+def error_meta(body: bytes, clean: Callable[[str], str] = str) -> dict[str, str]:
+    """The upstream error's ``code``, ``type`` and ``param`` where its body has them (OpenAI and Anthropic
+    shapes), as short strings: passed back to the caller so that e.g. a content-policy 400 keeps its code.
+    Each is ``clean``-ed before it is cut, as in :func:`error_message`."""
+    try:
+        data = json.loads(body[:4000].decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return {}
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return {}
+    return {k: clean(str(err[k]))[:200] for k in ("code", "type", "param") if isinstance(err.get(k), str | int)}
 
 
 class HTTPProvider:
@@ -187,6 +218,8 @@ class HTTPProvider:
         )
         try:
             response = await self.client.send(request, stream=True)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never reached the model: a connect error
+            raise ConnectFailed(self._clean(f"{type(exc).__name__}: {exc}"), provider=self.name) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(self._clean(f"{type(exc).__name__}: {exc}"), provider=self.name) from exc
         except httpx.HTTPError as exc:
@@ -203,7 +236,7 @@ class HTTPProvider:
             body = b""
         finally:
             await response.aclose()
-        message = self._clean(error_message(body))
+        message = error_message(body, self._clean)
         headers = response.headers
         retry_after = parse_retry_after(headers.get("retry-after"))
         if retry_after is None and "retry-after-ms" in headers:
@@ -211,10 +244,11 @@ class HTTPProvider:
                 retry_after = float(headers["retry-after-ms"]) / 1000
             except ValueError:
                 retry_after = None
+        meta = error_meta(body, self._clean) if status < 500 else {}
         if self.is_context_error(status, message):
-            raise ContextLengthExceeded(message, provider=self.name, status=status)
+            raise ContextLengthExceeded(message, provider=self.name, status=status, **meta)
         cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else BadRequest)
-        raise cls(message, provider=self.name, status=status, retry_after=retry_after)
+        raise cls(message, provider=self.name, status=status, retry_after=retry_after, **meta)
 
     async def _read_limited(self, response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
         declared = response.headers.get("content-length")
@@ -265,7 +299,7 @@ class HTTPProvider:
     def encode(self, request: ChatRequest, route: Route) -> bytes:
         raise NotImplementedError
 
-    def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+    def _chunks(self, response: httpx.Response, bad: BadEvents) -> AsyncGenerator[ChatChunk, None]:
         raise NotImplementedError
 
     async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
@@ -273,7 +307,8 @@ class HTTPProvider:
         response = await self.post(self.encode(request, route), deadline)
         if request.stream:
             await self.check_event_stream(response)
-            return ChunkStream(self._chunks(response))
+            bad = BadEvents(self.config.retries.max_bad_events)
+            return ChunkStream(self._chunks(response, bad), bad)
         result: ChatResponse = await self.read_json(response, self.decode_response)
         return result
 
@@ -301,6 +336,15 @@ class HTTPProvider:
             raise UpstreamTimeout(f"stream read: {exc}", provider=self.name) from exc
         except httpx.HTTPError as exc:
             raise ConnectFailed(self._clean(f"stream broken: {type(exc).__name__}: {exc}"), provider=self.name) from exc
+
+    def skip_bad_event(self, bad: BadEvents, exc: Exception) -> None:
+        """Count one undecodable event (clients skip them too); past the stream's limit, fail the stream."""
+        bad.count += 1
+        if bad.count > bad.limit:
+            raise MalformedResponse(f"undecodable stream event ({bad.count} in this stream): {exc}",
+                                    provider=self.name) from exc
+        log.warning("provider %s: skipped undecodable stream event %d of at most %d: %s",
+                    self.name, bad.count, bad.limit, exc)
 
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)

@@ -33,6 +33,10 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_base: float = 0.1  # seconds; doubled per retry, full jitter
     backoff_max: float = 4.0
     max_retry_after: float = 30.0  # a longer Retry-After moves on to the next candidate
+    # A read / first-token timeout moves on to the next candidate at once: a deployment that did not
+    # answer in time rarely does on a second try, and waiting again costs the caller another timeout.
+    retry_on_timeout: bool = False
+    max_bad_events: int = 2  # undecodable SSE events skipped per stream before the stream fails
 
 
 class BreakerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

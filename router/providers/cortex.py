@@ -10,12 +10,14 @@ import msgspec
 
 from models.schema import Route
 from router.deadline import Deadline
-from router.errors import BadRequest, MalformedResponse, ServerError
-from router.providers.base import ChunkStream, HTTPProvider, error_message
+from router.errors import MalformedResponse, ServerError
+from router.providers.base import BadEvents, ChunkStream, HTTPProvider, error_message
 from router.providers.config import ProviderConfig, base_url_of, read_api_key, resolve_template
 from router.providers.cortex_wire import CortexStreamTranslator, to_cortex_request
+from router.providers.fanout import MAX_FAN_OUT, fan_out
+from router.providers.fields import FieldGate, unsupported
 from router.streaming import ChunkAccumulator
-from router.types import ChatChunk, ChatRequest, ChatResponse, ImagePart
+from router.types import ChatChunk, ChatRequest, ChatResponse, has_images
 
 _encoder = msgspec.json.Encoder()
 _decode_dict = msgspec.json.Decoder(dict[str, Any])
@@ -24,7 +26,7 @@ PATH = "/api/v2/cortex/inference:complete"
 
 class CortexProvider(HTTPProvider):
     kind: ClassVar[str] = "cortex"
-    __slots__ = ()
+    __slots__ = ("_gate",)
 
     def __init__(self, config: ProviderConfig) -> None:
         key = read_api_key(config)
@@ -38,22 +40,37 @@ class CortexProvider(HTTPProvider):
             if value is not None:
                 headers[name] = value
         super().__init__(config, url=base_url_of(config) + PATH, headers=headers, secrets=(key,) if key else ())
+        self._gate = FieldGate(self.kind)
+
+    def check(self, request: ChatRequest) -> None:
+        """Refuse, naming the field, what Cortex cannot honour (router.providers.fields)."""
+        self._gate.check(request, self.name)
+        why = ""
+        if has_images(request):
+            field, why = "messages", "images are not supported"
+        elif (request.n or 1) > 1 and request.stream:
+            field, why = "n", "n > 1 is emulated by parallel calls, which cannot be streamed"
+        elif (request.n or 1) > MAX_FAN_OUT:
+            field, why = "n", f"at most {MAX_FAN_OUT}"
+        if why:
+            raise unsupported(field, self.name, self.kind, why)
 
     async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
-        if any(isinstance(m.content, list) and any(isinstance(p, ImagePart) for p in m.content)
-               for m in request.messages):
-            raise BadRequest("images are not supported by the cortex provider", provider=self.name)
+        self.check(request)
+        if (request.n or 1) > 1:
+            return await fan_out(self.send, request, route, deadline)  # each call has n unset
         body = to_cortex_request(request, route.model, stream=True)
         body.update(self.config.extra_body)
         response = await self.post(_encoder.encode(body), deadline)
         await self.check_event_stream(response)
-        stream = ChunkStream(self._chunks(response))
+        bad = BadEvents(self.config.retries.max_bad_events)
+        stream = ChunkStream(self._chunks(response, bad), bad)
         if request.stream:
             return stream
         # Cortex streams by default; a non-streaming caller gets the stream folded into one answer.
         return await _fold(stream)
 
-    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+    async def _chunks(self, response: httpx.Response, bad: BadEvents) -> AsyncGenerator[ChatChunk, None]:
         translator = CortexStreamTranslator()
         try:
             async for data in self.sse_data(response):
@@ -62,9 +79,10 @@ class CortexProvider(HTTPProvider):
                 try:
                     event = _decode_dict.decode(data)
                 except msgspec.DecodeError as exc:
-                    raise MalformedResponse(f"undecodable stream chunk: {exc}", provider=self.name) from exc
+                    self.skip_bad_event(bad, exc)
+                    continue
                 if "error" in event or ("message" in event and "choices" not in event):
-                    raise ServerError(self._clean(error_message(data)), provider=self.name)
+                    raise ServerError(error_message(data, self._clean), provider=self.name)
                 try:
                     chunk = translator.feed(event)
                 except (KeyError, TypeError) as exc:

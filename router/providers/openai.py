@@ -9,8 +9,8 @@ import httpx
 import msgspec
 
 from models.schema import Route
-from router.errors import IncompleteStream, MalformedResponse, ServerError
-from router.providers.base import HTTPProvider, error_message
+from router.errors import ServerError
+from router.providers.base import BadEvents, HTTPProvider, error_message
 from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
 from router.types import ChatChunk, ChatRequest, ChatResponse, StreamOptions, chunk_decoder, response_decoder
 
@@ -56,7 +56,9 @@ class OpenAIProvider(HTTPProvider):
         body.update(self._extra)
         return _encoder.encode(body)
 
-    async def _chunks(self, response: httpx.Response) -> AsyncGenerator[ChatChunk, None]:
+    async def _chunks(self, response: httpx.Response, bad: BadEvents) -> AsyncGenerator[ChatChunk, None]:
+        # A clean end without ``data: [DONE]`` is not an error here: dispatch judges completeness by the
+        # finish_reason of every choice (some servers never send the sentinel).
         try:
             async for data in self.sse_data(response):
                 if data == _DONE:
@@ -65,9 +67,9 @@ class OpenAIProvider(HTTPProvider):
                     chunk = chunk_decoder.decode(data)
                 except msgspec.DecodeError as exc:
                     if b'"error"' in data:
-                        raise ServerError(self._clean(error_message(data)), provider=self.name) from exc
-                    raise MalformedResponse(f"undecodable stream chunk: {exc}", provider=self.name) from exc
+                        raise ServerError(error_message(data, self._clean), provider=self.name) from exc
+                    self.skip_bad_event(bad, exc)
+                    continue
                 yield chunk
-            raise IncompleteStream("stream ended without data: [DONE]", provider=self.name)
         finally:
             await response.aclose()
