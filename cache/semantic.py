@@ -76,6 +76,11 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise CacheInputError("evict_batch must be at least 1")
 
 
+# The longest TTL an entry may have (ten years): nan never expires and breaks export, inf and 1e300 overflow
+# ``now + ttl``; "keep for ever" is ``ttl None``, never a huge number.
+MAX_TTL_S = 10 * 365 * 86400.0
+
+
 class EntryMeta(msgspec.Struct, frozen=True):
     model: str = ""
     cost_usd: float = 0.0
@@ -271,8 +276,8 @@ class SemanticCache:
         vec = None if scope.exact_only or vector is None else self._checked(vector)
         now = time.time()
         ttl = meta.ttl_s if meta.ttl_s is not None else self.config.default_ttl_s
-        if ttl is not None and ttl <= 0:
-            raise CacheInputError(f"ttl must be positive, got {ttl}")
+        if ttl is not None and not 0 < ttl <= MAX_TTL_S:  # also refuses nan and inf
+            raise CacheInputError(f"ttl must be a finite number of seconds in (0, {MAX_TTL_S:.0f}], got {ttl}")
         size = len(response) + len(scope.text.encode("utf-8", "surrogatepass")) + 4 * self.dim + 64
         if size > self.config.max_map_size // 8:  # would evict most of the cache and maybe still not fit
             raise CacheFullError(

@@ -7,12 +7,15 @@ infrastructure in between. ``Cache-Control: no-store`` makes a request read-only
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
+from cache.semantic import MAX_TTL_S
 from engine.errors import RequestError
+from engine.limits import check_options
 from router.types import ThriftyOptions
 
 HEADERS: dict[str, str] = {
@@ -24,9 +27,13 @@ HEADERS: dict[str, str] = {
     "x-thrifty-policy": "policy",
     "x-thrifty-quality-target": "quality_target",
     "x-thrifty-max-cost-usd": "max_cost_usd",
+    "x-thrifty-ttft-s": "ttft_s",
+    "x-thrifty-stall-s": "stall_s",
+    "x-thrifty-deadline-s": "deadline_s",
 }
 _FIELD_TO_HEADER = {v: k for k, v in HEADERS.items()}
-_NUMERIC = {"ttl", "threshold", "quality_target", "max_cost_usd"}
+_NUMERIC = {"ttl", "threshold", "quality_target", "max_cost_usd", "ttft_s", "stall_s", "deadline_s"}
+_LIMITS = ("ttft_s", "stall_s", "deadline_s")  # dispatch limits, in seconds
 
 
 def options_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
@@ -65,15 +72,23 @@ def merge(body: ThriftyOptions | None, from_headers: Mapping[str, Any]) -> Thrif
         raise RequestError(f"{where}: {exc}", param=where) from exc
 
 
-def validate(options: ThriftyOptions | None) -> None:
-    """Range checks msgspec's types cannot express."""
+def validate(options: ThriftyOptions | None, *, max_chars: int = 512) -> None:
+    """Range checks msgspec's types cannot express. Written so that ``nan`` fails every one of them
+    (``nan <= 0`` is False, ``0 <= nan <= 1`` is False too): each is a positive statement of the range."""
     if options is None:
         return
-    if options.ttl is not None and options.ttl <= 0:
-        raise RequestError("thrifty.ttl must be a positive number of seconds", param="ttl")
+    if options.ttl is not None and not 0 < options.ttl <= MAX_TTL_S:
+        raise RequestError(f"thrifty.ttl must be a finite number of seconds in (0, {MAX_TTL_S:.0f}], got {options.ttl}",
+                           param="ttl")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
         raise RequestError("thrifty.threshold must be between 0 and 1", param="threshold")
-    if options.max_cost_usd is not None and options.max_cost_usd < 0:
-        raise RequestError("thrifty.max_cost_usd must not be negative", param="max_cost_usd")
+    if options.max_cost_usd is not None and not 0 <= options.max_cost_usd < math.inf:
+        raise RequestError("thrifty.max_cost_usd must be a finite, non-negative number of dollars", param="max_cost_usd")
     if options.quality_target is not None and not 0.0 <= options.quality_target <= 1.0:
         raise RequestError("thrifty.quality_target must be between 0 and 1", param="quality_target")
+    for name in _LIMITS:
+        value = getattr(options, name)
+        if value is not None and not 0 < value < math.inf:
+            raise RequestError(f"thrifty.{name} (header {_FIELD_TO_HEADER[name]}) must be a finite, positive "
+                               f"number of seconds, got {value}", param=name)
+    check_options(options, max_chars)

@@ -4,6 +4,8 @@
     ├── ConfigError                   a config file or dict is wrong (names the file and the key)
     ├── RequestError          400     the request is malformed or asks for something impossible
     │   ├── PayloadTooLarge   413
+    │   ├── RequestTimeout    408     the body stalled (engine.http_limits)
+    │   ├── ConflictError     409     e.g. a cache import written with another encoder
     │   └── NoRouteError      400     no model satisfies the request's constraints (says which removed which)
     ├── AuthError             401     missing or unknown virtual key / admin key
     │   └── ForbiddenError    403     the key is known but may not do this
@@ -27,6 +29,9 @@ class ThriftyError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    # The pipeline's account of the request that failed (an ``engine.types.Meta``), when it got that far:
+    # an error response carries the same ``x-thrifty-*`` headers as an answer.
+    meta: Any = None
 
     def __init__(self, message: str, *, param: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -53,6 +58,16 @@ class RequestError(ThriftyError):
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(RequestError):
+    status = 408
+    code = "request_timeout"
+
+
+class ConflictError(RequestError):
+    status = 409
+    code = "conflict"
 
 
 class NoRouteError(RequestError):
