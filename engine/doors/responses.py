@@ -25,7 +25,7 @@ def _usage(u: Usage | None) -> dict[str, Any]:
         u = Usage()
     cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else 0
     reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else 0
-    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": cached},
+    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": u.total_tokens or u.prompt_tokens + u.completion_tokens}
 
