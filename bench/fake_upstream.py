@@ -19,31 +19,30 @@ import contextlib
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from router.providers.anthropic_wire import from_anthropic_request, to_anthropic_events, to_anthropic_response
+from bench.fake_wire import anthropic_body, anthropic_events, openai_body, openai_events, pieces
+from router.providers.anthropic_wire import from_anthropic_request
 from router.providers.cortex_wire import from_cortex_request, to_cortex_chunks
 from router.types import (
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
-    ChunkChoice,
     CompletionTokensDetails,
-    Delta,
-    FunctionCall,
     Message,
     PromptTokensDetails,
     ResponseMessage,
     StreamOptions,
     Tool,
     ToolCall,
-    ToolCallDelta,
     Usage,
 )
+
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "transcripts"
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(dict[str, Any])
@@ -92,6 +91,19 @@ class Reply:
     no_finish: bool = False  # stream: no finish_reason
     content_type: str | None = None
     oversized: int | None = None  # pad a JSON body to at least this many bytes
+    events: list[bytes] | None = None  # a recorded stream, replayed byte for byte (see ``transcript``)
+
+    @classmethod
+    def transcript(cls, name: str | Path, **kwargs: Any) -> Reply:
+        """Replay a recorded SSE body: a file name in tests/data/transcripts/ (``.sse`` optional) or a path.
+
+        The events go out exactly as recorded, whatever the request says (its ``stream`` flag included);
+        ``cut_after``, ``stall_after`` and ``chunk_delay`` still apply, counted in events."""
+        path = Path(name)
+        if not path.is_absolute():
+            path = TRANSCRIPTS / (path.name if path.suffix else f"{path.name}.sse")
+        raw = path.read_bytes().replace(b"\r\n", b"\n").strip(b"\n")
+        return cls(events=[event + b"\n\n" for event in raw.split(b"\n\n") if event.strip()], **kwargs)
 
     @classmethod
     def error_status(cls, status: int, message: str = "fault injected", *, retry_after: float | str | None = None,
@@ -115,10 +127,6 @@ class Recorded(msgspec.Struct):
     path: str
     headers: dict[str, str]  # names lower-cased
     body: dict[str, Any]
-
-
-def _pieces(text: str, size: int = 12) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 class FakeUpstream:
@@ -220,6 +228,8 @@ class FakeUpstream:
         reply = self._next(str(body.get("model", "")))
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.events is not None:
+            return await self._sse(request, reply, reply.events)
         return self._fault(reply) or (body, reply)
 
     def _fault(self, reply: Reply) -> web.Response | None:
@@ -282,9 +292,10 @@ class FakeUpstream:
                            stream_options=wire.stream_options, tools=wire.tools)
         full = self._response(chat, reply, chat.model)
         if not chat.stream:
-            return self._json(full, reply)
+            return self._json(openai_body(full), reply)
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage) and reply.include_usage
-        return await self._sse(request, reply, _openai_events(full, reply, include_usage))
+        return await self._sse(request, reply, openai_events(full, include_usage=include_usage,
+                                                             finish=not reply.no_finish, done=not reply.no_done))
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         begun = await self._begin(request)
@@ -294,14 +305,9 @@ class FakeUpstream:
         chat = from_anthropic_request(body)
         full = self._response(chat, reply, chat.model)
         if not chat.stream:
-            return self._json(to_anthropic_response(full), reply)
-        events = to_anthropic_events(full, _pieces(full.choices[0].message.content or "") if full.choices[0].message.content else [])
-        if reply.no_done:
-            events = events[:-1]
-        if reply.no_finish:
-            events = [e for e in events if e["type"] not in ("message_delta", "message_stop")]
-        return await self._sse(request, reply, [b"event: %s\ndata: %s\n\n" % (e["type"].encode(), _enc.encode(e))
-                                                for e in events])
+            return self._json(anthropic_body(full), reply)
+        return await self._sse(request, reply, anthropic_events(full, finish=not reply.no_finish,
+                                                                done=not reply.no_done))
 
     async def _cortex(self, request: web.Request) -> web.StreamResponse:
         begun = await self._begin(request)
@@ -317,42 +323,12 @@ class FakeUpstream:
                                "usage": {"prompt_tokens": usage.prompt_tokens,
                                          "completion_tokens": usage.completion_tokens,
                                          "total_tokens": usage.total_tokens}}, reply)
-        chunks = to_cortex_chunks("fake-cortex-1", chat.model, _pieces(message.content) if message.content else [],
+        chunks = to_cortex_chunks("fake-cortex-1", chat.model, pieces(message.content) if message.content else [],
                                   message.tool_calls or [], full.usage if reply.include_usage else None)
         return await self._sse(request, reply, [b"data: " + _enc.encode(c) + b"\n\n" for c in chunks])
 
 
 _DEFAULT = Reply()
-
-
-def _openai_events(full: ChatResponse, reply: Reply, include_usage: bool) -> list[bytes]:
-    message = full.choices[0].message
-
-    def chunk(delta: Delta, finish: str | None = None) -> bytes:
-        c = ChatChunk(id=full.id, model=full.model, created=full.created,
-                      choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)])
-        return b"data: " + _enc.encode(c) + b"\n\n"
-
-    events = [chunk(Delta(role="assistant", content=""))]
-    if message.content:
-        events.extend(chunk(Delta(content=p)) for p in _pieces(message.content))
-    for i, call in enumerate(message.tool_calls or []):
-        events.append(chunk(Delta(tool_calls=[ToolCallDelta(index=i, id=call.id, type="function",
-                                                            function=replace_fn(call, ""))])))
-        events.append(chunk(Delta(tool_calls=[ToolCallDelta(index=i, function=replace_fn(call, call.function.arguments,
-                                                                                         name=""))])))
-    if not reply.no_finish:
-        events.append(chunk(Delta(), full.choices[0].finish_reason))
-    if include_usage:
-        events.append(b"data: " + _enc.encode(ChatChunk(id=full.id, model=full.model, created=full.created,
-                                                        choices=[], usage=full.usage)) + b"\n\n")
-    if not reply.no_done:
-        events.append(b"data: [DONE]\n\n")
-    return events
-
-
-def replace_fn(call: ToolCall, arguments: str, *, name: str | None = None) -> FunctionCall:
-    return FunctionCall(name=call.function.name if name is None else name, arguments=arguments)
 
 
 def usage(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> Usage:

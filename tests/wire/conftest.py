@@ -1,0 +1,38 @@
+"""Wire tests: one live proxy per provider wire format per module, the session's fake upstream behind it,
+and a summary of what was validated printed at the end of the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from client_matrix import MATRIX
+from wire_support import CONFORMANCE, PROVIDERS, proxy
+
+
+@pytest.fixture(scope="module")
+def proxies(_fake_upstream: Any, minilm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """{provider kind: (live server, engine)} for the four wire formats, started once per module."""
+    from contextlib import ExitStack
+
+    root: Path = tmp_path_factory.mktemp("wire")
+    with ExitStack() as stack:
+        yield {kind: stack.enter_context(proxy(kind, _fake_upstream, root / kind, minilm)) for kind in PROVIDERS}
+
+
+@pytest.fixture
+def fake(_fake_upstream: Any) -> Any:
+    """The session's fake upstream, its scripts and recorded requests cleared."""
+    _fake_upstream.reset()
+    return _fake_upstream
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CONFORMANCE.counts or CONFORMANCE.failures:
+        terminalreporter.section("wire conformance: documents validated (OpenAPI schema and SDK types)")
+        terminalreporter.write_line(CONFORMANCE.table())
+    if MATRIX.cells:
+        terminalreporter.section("client matrix")
+        terminalreporter.write_line(MATRIX.table())

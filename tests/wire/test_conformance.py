@@ -1,0 +1,184 @@
+"""Every body and chunk the proxy emits, on every path and behind every provider wire format, validated
+against the official OpenAI OpenAPI description and the official SDK's types (see wire_support)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from wire_support import CONFORMANCE, PROVIDERS, sse_data
+
+from bench.fake_upstream import FakeUpstream, Reply
+from router.types import FunctionCall, ToolCall
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                   "additionalProperties": False}}}]
+CALL = ToolCall(id="call_wire_1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+HTTP_PROVIDERS = [p for p in PROVIDERS if p != "simulated"]
+ERROR_FORMAT = {"openai": "openai", "anthropic": "anthropic", "cortex": "cortex"}
+
+
+def _ask(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def post_json(live: Any, provider: str, path: str, body: dict[str, Any], expect_cache: str) -> dict[str, Any]:
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-thrifty-cache"] == expect_cache, (path, r.headers["x-thrifty-cache"])
+    document = r.json()
+    CONFORMANCE.body(provider, path, document)
+    return document
+
+
+def post_stream(live: Any, provider: str, path: str, body: dict[str, Any], expect_cache: str) -> list[dict[str, Any]]:
+    """The stream's chunks, each validated; the stream must end with ``data: [DONE]``."""
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json={**body, "stream": True})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["x-thrifty-cache"] == expect_cache, (path, r.headers["x-thrifty-cache"])
+    data = sse_data(r.text)
+    assert data and data[-1] == "[DONE]", data[-2:]
+    chunks = [json.loads(d) for d in data[:-1]]
+    for chunk in chunks:
+        CONFORMANCE.chunk(provider, path, chunk)
+    asked = bool((body.get("stream_options") or {}).get("include_usage"))
+    usage_chunks = [c for c in chunks if not c["choices"]]
+    # a usage chunk (choices: []) only when the client asked for it, then exactly one, last
+    assert len(usage_chunks) == (1 if asked else 0), (path, asked, len(usage_chunks))
+    if asked:
+        assert chunks[-1] is usage_chunks[0] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert len({c["id"] for c in chunks}) == 1  # one completion id over the whole stream
+    return chunks
+
+
+def joined_text(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def joined_calls(chunks: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
+    """Tool-call deltas merged the way OpenAI's clients do: id and name from the first, arguments added."""
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            for d in choice["delta"].get("tool_calls") or ():
+                call = calls.setdefault(d["index"], {"id": "", "name": "", "arguments": ""})
+                call["id"] = call["id"] or d.get("id") or ""
+                fn = d.get("function") or {}
+                call["name"] = call["name"] or fn.get("name") or ""
+                call["arguments"] += fn.get("arguments") or ""
+    return calls
+
+
+def finish_of(chunks: list[dict[str, Any]]) -> str | None:
+    return next((c["choices"][0]["finish_reason"] for c in reversed(chunks)
+                 if c["choices"] and c["choices"][0]["finish_reason"]), None)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_text_on_every_path(provider: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    live, _ = proxies[provider]
+    q, paraphrase = "How do I reverse a list in Python?", "How can I reverse a list in Python?"
+    miss = post_json(live, provider, "miss", _ask(q), "miss")
+    message = miss["choices"][0]["message"]
+    assert message["role"] == "assistant" and message["content"]
+    if provider != "simulated":
+        assert message["content"] == fake.answer
+    for path, text, cache in (("exact hit", q, "exact"), ("semantic hit", paraphrase, "hit")):
+        again = post_json(live, provider, path, _ask(text), cache)
+        assert again["choices"][0]["message"]["content"] == message["content"]
+
+    s, s_paraphrase = "Write one sentence about the sea.", "Write a single sentence about the sea."
+    streamed = post_stream(live, provider, "stream miss", _ask(s, stream_options={"include_usage": True}), "miss")
+    text = joined_text(streamed)
+    assert text and finish_of(streamed) == "stop"
+    assert streamed[0]["choices"][0]["delta"].get("role") == "assistant"
+    replay = post_stream(live, provider, "stream exact replay", _ask(s), "exact")
+    assert joined_text(replay) == text and finish_of(replay) == "stop"
+    replay = post_stream(live, provider, "stream semantic replay", _ask(s_paraphrase,
+                                                                        stream_options={"include_usage": True}), "hit")
+    assert joined_text(replay) == text
+    plain = post_stream(live, provider, "stream miss", _ask("Name three primary colors."), "miss")
+    assert joined_text(plain)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_tool_calls_on_every_path(provider: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    live, _ = proxies[provider]
+    fake.script(Reply(tool_calls=[CALL]), Reply(tool_calls=[CALL]))
+    q = "What's the weather in Paris right now?"
+    first = post_json(live, provider, "tools miss", _ask(q, tools=TOOLS), "miss")
+    choice = first["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"])["city"]
+    hit = post_json(live, provider, "tools exact hit", _ask(q, tools=TOOLS), "exact")
+    assert hit["choices"][0]["message"]["tool_calls"] == choice["message"]["tool_calls"]
+
+    s = "What's the weather in Paris this evening?"
+    streamed = post_stream(live, provider, "tools stream miss", _ask(s, tools=TOOLS), "miss")
+    calls = joined_calls(streamed)
+    assert list(calls) == [0] and calls[0]["name"] == "get_weather" and calls[0]["id"]
+    assert json.loads(calls[0]["arguments"])["city"]
+    assert finish_of(streamed) == "tool_calls"
+    replay = post_stream(live, provider, "tools stream replay", _ask(s, tools=TOOLS), "exact")
+    assert joined_calls(replay) == calls and finish_of(replay) == "tool_calls"
+
+
+@pytest.mark.parametrize("provider", HTTP_PROVIDERS)
+def test_upstream_errors_reach_the_client_in_openai_shape(provider: str, proxies: dict[str, Any],
+                                                         fake: FakeUpstream) -> None:
+    live, _ = proxies[provider]
+    fake.script(Reply.error_status(400, "the upstream refused this request", fmt=ERROR_FORMAT[provider]),
+                Reply.error_status(503, "upstream overloaded", fmt=ERROR_FORMAT[provider]),
+                Reply(cut_after=5 if provider == "anthropic" else 3))  # after the first text delta
+    pinned = {"model": "gpt-4o-mini"}  # one candidate: no fallback to absorb the fault
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        refused = h.post("/v1/chat/completions", json=_ask("Refuse me, please.", **pinned))
+        assert refused.status_code == 400
+        CONFORMANCE.error(provider, "upstream 400", refused.json())
+        down = h.post("/v1/chat/completions", json=_ask("Fail upstream, please.", stream=True, **pinned))
+        assert down.status_code >= 500 and down.headers["content-type"].startswith("application/json")
+        CONFORMANCE.error(provider, "upstream 503 (stream)", down.json())
+        cut = h.post("/v1/chat/completions", json=_ask("Cut me off midway, please.", stream=True, **pinned))
+    data = sse_data(cut.text)
+    assert data[-1] != "[DONE]"  # a broken stream never ends as a success
+    for d in data[:-1]:
+        CONFORMANCE.chunk(provider, "stream cut mid-way", json.loads(d))
+    CONFORMANCE.error(provider, "stream cut mid-way", json.loads(data[-1]))
+
+
+@pytest.mark.parametrize("body", [{"model": "auto"}, {"model": "auto", "messages": "hello"},
+                                  {"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]},
+                                  {"model": "auto", "messages": [{"role": "user", "content": "hi"}],
+                                   "temperature": "hot"}],
+                         ids=["no messages", "messages not a list", "unknown role", "temperature not a number"])
+def test_bad_requests_get_an_openai_error(body: dict[str, Any], proxies: dict[str, Any]) -> None:
+    live, _ = proxies["simulated"]
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400, r.text
+    CONFORMANCE.error("simulated", "bad request", r.json())
+
+
+def test_models_list_and_one_model(proxies: dict[str, Any]) -> None:
+    live, _ = proxies["openai"]
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        listed = h.get("/v1/models")
+        assert listed.status_code == 200
+        CONFORMANCE.other("openai", "models", "ListModelsResponse", listed.json())
+        first = listed.json()["data"][0]["id"]
+        one = h.get(f"/v1/models/{first}")
+        assert one.status_code == 200, one.text
+        CONFORMANCE.other("openai", "models", "Model", one.json())
+        missing = h.get("/v1/models/no-such-model-anywhere")
+        assert missing.status_code == 404
+        CONFORMANCE.error("openai", "models", missing.json())

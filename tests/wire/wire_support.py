@@ -1,0 +1,170 @@
+"""What the wire tests share: references nobody here wrote, a tally of what was checked, live proxies.
+
+- ``Conformance.body`` / ``.chunk`` / ``.error``: one JSON document the proxy emitted, validated against
+  the official OpenAI OpenAPI description (tests/data/openapi/) and, for answers, against the official
+  SDK's own types (``openai.types.chat.ChatCompletion`` / ``ChatCompletionChunk``) in pydantic's strict
+  mode. Every check is counted per (provider, path) so the run can print what it covered.
+- ``sse_data``: the ``data:`` payloads of an SSE body, as a client's parser sees them.
+- ``proxy``: a live uvicorn proxy (tests/engine/conftest.py's ``LiveServer``) for one provider config.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from bench.fake_upstream import FakeUpstream
+from engine import Engine
+from engine.server import create_app
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+ANSWER = "Hello from the fake upstream. The answer is 42."
+
+
+def _openapi_nullable(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` (still on a few properties of the 3.1 file) means null is allowed;
+    JSON Schema has no such keyword, so it is spelled out as ``anyOf [..., null]`` at load time."""
+    if isinstance(node, dict):
+        out = {k: _openapi_nullable(v) for k, v in node.items() if k != "nullable"}
+        return {"anyOf": [out, {"type": "null"}]} if node.get("nullable") is True else out
+    if isinstance(node, list):
+        return [_openapi_nullable(v) for v in node]
+    return node
+
+
+@cache
+def _definitions() -> dict[str, Any]:
+    doc = json.loads((DATA / "openapi" / "openai_wire_schemas.json").read_text())
+    return _openapi_nullable(doc["$defs"])
+
+
+@cache
+def validator(schema: str) -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator for one named schema of the OpenAPI file (made once per name)."""
+    root = {"$ref": f"#/$defs/{schema}", "$defs": _definitions()}
+    cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
+    cls.check_schema(root)
+    return cls(root)
+
+
+def schema_errors(schema: str, document: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator(schema).iter_errors(document)]
+
+
+class Conformance:
+    """Validates and counts; a failure is recorded and raised, so a test stops on the first one."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str, str]] = Counter()  # (provider, path, check) -> documents
+        self.failures: list[str] = []
+
+    def _check(self, provider: str, path: str, schema: str, document: Any, sdk: Any | None) -> None:
+        problems = schema_errors(schema, document)
+        if sdk is not None and not problems:
+            try:
+                sdk.model_validate(document, strict=True)
+            except Exception as exc:  # pydantic's ValidationError, reported with the document
+                problems.append(f"{sdk.__name__}: {exc}")
+        if problems:
+            line = f"[{provider} / {path}] {schema}: {problems[:3]} in {json.dumps(document)[:400]}"
+            self.failures.append(line)
+            raise AssertionError(line)
+        self.counts[provider, path, "openapi " + schema] += 1
+        if sdk is not None:
+            self.counts[provider, path, "sdk " + sdk.__name__] += 1
+
+    def body(self, provider: str, path: str, document: Any) -> None:
+        self._check(provider, path, "CreateChatCompletionResponse", document, ChatCompletion)
+
+    def chunk(self, provider: str, path: str, document: Any) -> None:
+        self._check(provider, path, "CreateChatCompletionStreamResponse", document, ChatCompletionChunk)
+
+    def error(self, provider: str, path: str, document: Any) -> None:
+        self._check(provider, path, "ErrorResponse", document, None)
+
+    def other(self, provider: str, path: str, schema: str, document: Any) -> None:
+        self._check(provider, path, schema, document, None)
+
+    def table(self) -> str:
+        """Documents checked per provider and path: bodies, chunks, errors, each by both references."""
+        rows: dict[tuple[str, str], Counter[str]] = {}
+        for (provider, path, check), n in self.counts.items():
+            rows.setdefault((provider, path), Counter())[check] += n
+        head = f"{'provider':<12} {'path':<30} {'bodies':>6} {'chunks':>6} {'errors':>6} {'other':>5} {'sdk':>5}"
+        lines = [head, "-" * len(head)]
+        total: Counter[str] = Counter()
+        for (provider, path), c in sorted(rows.items()):
+            cells = {"bodies": c["openapi CreateChatCompletionResponse"],
+                     "chunks": c["openapi CreateChatCompletionStreamResponse"],
+                     "errors": c["openapi ErrorResponse"],
+                     "sdk": c["sdk ChatCompletion"] + c["sdk ChatCompletionChunk"]}
+            cells["other"] = sum(n for k, n in c.items() if k.startswith("openapi")) - (
+                cells["bodies"] + cells["chunks"] + cells["errors"])
+            total.update(cells)
+            lines.append(f"{provider:<12} {path:<30} {cells['bodies']:>6} {cells['chunks']:>6} {cells['errors']:>6} "
+                         f"{cells['other']:>5} {cells['sdk']:>5}")
+        lines.append(f"{'total':<43} {total['bodies']:>6} {total['chunks']:>6} {total['errors']:>6} "
+                     f"{total['other']:>5} {total['sdk']:>5}   failures: {len(self.failures)}")
+        return "\n".join(lines)
+
+
+CONFORMANCE = Conformance()
+
+
+def sse_data(text: str) -> list[str]:
+    """The ``data:`` payloads of an SSE body in order (comment lines skipped, multi-line data joined)."""
+    out: list[str] = []
+    for event in text.replace("\r\n", "\n").split("\n\n"):
+        data = [line[5:].removeprefix(" ") for line in event.split("\n") if line.startswith("data:")]
+        if data:
+            out.append("\n".join(data))
+    return out
+
+
+def _live_server_class() -> Any:
+    """tests/engine/conftest.py's LiveServer: loaded by path, because a bare ``import conftest`` resolves to
+    whichever folder's conftest came first."""
+    path = Path(__file__).resolve().parents[1] / "engine" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_engine_conftest_for_wire", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LiveServer
+
+
+PROVIDERS = ("openai", "anthropic", "cortex", "simulated")
+
+
+def provider_config(kind: str, upstream: FakeUpstream) -> dict[str, Any]:
+    """One provider of each wire format, the HTTP ones aimed at the fake upstream, no retries to wait on."""
+    retries = {"attempts": 1, "backoff_base": 0.01}
+    return {
+        "openai": {"name": "openai", "kind": "openai-compatible", "base_url": upstream.url + "/v1", "retries": retries},
+        "anthropic": {"name": "anthropic", "kind": "anthropic", "base_url": upstream.url, "retries": retries},
+        "cortex": {"name": "cortex", "kind": "cortex", "base_url": upstream.url, "retries": retries,
+                   "auth_token_type": "PROGRAMMATIC_ACCESS_TOKEN"},
+        "simulated": {"name": "simulated", "kind": "simulated", "simulated": {"latency_ms": [0.0, 0.0]}},
+    }[kind]
+
+
+@contextmanager
+def proxy(kind: str, upstream: FakeUpstream, data_dir: Path, encoder: Any) -> Iterator[tuple[Any, Engine]]:
+    """A live proxy whose only provider speaks ``kind``'s wire format; every catalog model routes to it."""
+    config = {"data_dir": str(data_dir), "providers": [provider_config(kind, upstream)],
+              "routes": {kind: ["*"]}, "dispatch": {"deadline_s": 10}}
+    engine = Engine.from_config(config, encoder=encoder)
+    live = _live_server_class()(create_app(engine))
+    try:
+        yield live, engine
+    finally:
+        live.stop()
