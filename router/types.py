@@ -10,6 +10,7 @@ dropping it (or leaving it out of the cache key) would be worse than a clear 400
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import msgspec
@@ -50,15 +51,43 @@ ContentPart = TextPart | ImagePart | AudioPart | FilePart
 
 
 # ---------------------------------------------------------------------------------------------- tools
+# Fields the OpenAI spec marks required must be encoded even when equal to their default, but
+# ``omit_defaults`` (which keeps optional ``None`` fields off the wire) drops any value equal to its
+# default. A ``default_factory`` that is not an empty collection is never omitted: these helpers
+# give the required fields a default (so decoding stays lenient) that is always written.
+def _null() -> None:
+    return None
+
+
+def _function() -> Literal["function"]:
+    return "function"
+
+
+def _assistant() -> Literal["assistant"]:
+    return "assistant"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _completion() -> Literal["chat.completion"]:
+    return "chat.completion"
+
+
+def _completion_chunk() -> Literal["chat.completion.chunk"]:
+    return "chat.completion.chunk"
+
+
 class FunctionCall(msgspec.Struct, omit_defaults=True):
     name: str
-    arguments: str = ""
+    arguments: str = msgspec.field(default_factory=str)
 
 
 class ToolCall(msgspec.Struct, omit_defaults=True):
     id: str
     function: FunctionCall
-    type: Literal["function"] = "function"
+    type: Literal["function"] = msgspec.field(default_factory=_function)
 
 
 class FunctionDef(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -70,7 +99,7 @@ class FunctionDef(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
 class Tool(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     function: FunctionDef
-    type: Literal["function"] = "function"
+    type: Literal["function"] = msgspec.field(default_factory=_function)
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -103,6 +132,10 @@ class ThriftyOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     policy: Policy | None = None
     quality_target: float | None = None  # with policy "target"
     max_cost_usd: float | None = None  # per-request ceiling on expected cost
+    # Per-request dispatch limits, in seconds; clamped to the operator's (never lengthened).
+    ttft_s: float | None = None  # a stream's first content token, per attempt
+    stall_s: float | None = None  # longest silence between two stream chunks
+    deadline_s: float | None = None  # the whole request, every retry and fallback included
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -157,43 +190,52 @@ class CompletionTokensDetails(msgspec.Struct, omit_defaults=True):
 
 
 class Usage(msgspec.Struct, omit_defaults=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int = msgspec.field(default_factory=int)
+    completion_tokens: int = msgspec.field(default_factory=int)
+    total_tokens: int = msgspec.field(default_factory=int)
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class ResponseMessage(msgspec.Struct, omit_defaults=True):
-    role: Literal["assistant"] = "assistant"
-    content: str | None = None
+    """``role``, ``content`` and ``refusal`` are required by the spec (the last two nullable)."""
+
+    role: Literal["assistant"] = msgspec.field(default_factory=_assistant)
+    content: str | None = msgspec.field(default_factory=_null)
     tool_calls: list[ToolCall] | None = None
-    refusal: str | None = None
+    refusal: str | None = msgspec.field(default_factory=_null)
 
 
 class Choice(msgspec.Struct, omit_defaults=True):
     index: int
     message: ResponseMessage
-    finish_reason: str | None = None
-    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None = msgspec.field(default_factory=_null)
+    logprobs: dict[str, Any] | None = msgspec.field(default_factory=_null)
 
 
 class ChatResponse(msgspec.Struct, omit_defaults=True):
     id: str
     model: str
     choices: list[Choice]
-    created: int = 0
-    object: Literal["chat.completion"] = "chat.completion"
+    created: int = msgspec.field(default_factory=_now)
+    object: Literal["chat.completion"] = msgspec.field(default_factory=_completion)
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+
+
+class FunctionCallDelta(msgspec.Struct, omit_defaults=True):
+    """A piece of a streamed call: OpenAI sends ``name`` only in a call's first chunk."""
+
+    name: str | None = None
+    arguments: str | None = None
 
 
 class ToolCallDelta(msgspec.Struct, omit_defaults=True):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
-    function: FunctionCall | None = None
+    function: FunctionCallDelta | None = None
 
 
 class Delta(msgspec.Struct, omit_defaults=True):
@@ -206,7 +248,7 @@ class Delta(msgspec.Struct, omit_defaults=True):
 class ChunkChoice(msgspec.Struct, omit_defaults=True):
     index: int
     delta: Delta
-    finish_reason: str | None = None
+    finish_reason: str | None = msgspec.field(default_factory=_null)  # required, null until the end
     logprobs: dict[str, Any] | None = None
 
 
@@ -214,8 +256,8 @@ class ChatChunk(msgspec.Struct, omit_defaults=True):
     id: str
     model: str
     choices: list[ChunkChoice]
-    created: int = 0
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = msgspec.field(default_factory=_now)
+    object: Literal["chat.completion.chunk"] = msgspec.field(default_factory=_completion_chunk)
     usage: Usage | None = None
     system_fingerprint: str | None = None
 

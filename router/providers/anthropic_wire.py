@@ -7,6 +7,7 @@ stop reasons) are testable without a network.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from router.types import (
     ChunkChoice,
     Delta,
     FunctionCall,
+    FunctionCallDelta,
     FunctionDef,
     ImagePart,
     ImageURL,
@@ -43,6 +45,10 @@ STOP_TO_FINISH = {
 }
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 DEFAULT_MAX_TOKENS = 4096
+# JSON mode has no Anthropic switch: it is emulated by forcing a tool whose input schema is the format's
+# and reading that tool's input back as the answer's text. The name is reserved (a caller's tool of the
+# same name is refused) so the answer can be recognised without state.
+JSON_TOOL = "thrifty_json_answer"
 _json = msgspec.json.Encoder()
 
 
@@ -114,6 +120,20 @@ def _tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> 
     return out
 
 
+def json_answer_tool(request: ChatRequest) -> dict[str, Any] | None:
+    """The forced tool that emulates ``response_format`` json_object / json_schema, or None."""
+    rf = request.response_format
+    if rf is None or rf.type == "text":
+        return None
+    schema: dict[str, Any] = {"type": "object"}
+    description = "Give the complete answer as this tool's input: a JSON object."
+    if rf.type == "json_schema" and rf.json_schema:
+        schema = rf.json_schema.get("schema") or schema
+        if rf.json_schema.get("description"):
+            description += " " + str(rf.json_schema["description"])
+    return {"name": JSON_TOOL, "description": description, "input_schema": schema}
+
+
 def to_anthropic_request(request: ChatRequest, model: str) -> dict[str, Any]:
     system: list[str] = []
     messages: list[dict[str, Any]] = []
@@ -152,8 +172,13 @@ def to_anthropic_request(request: ChatRequest, model: str) -> dict[str, Any]:
     tool_choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
-    if request.user:
-        body["metadata"] = {"user_id": request.user}
+    json_tool = json_answer_tool(request)
+    if json_tool is not None:
+        body["tools"] = [*body.get("tools", ()), json_tool]
+        body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+    user = request.safety_identifier or request.user
+    if user:
+        body["metadata"] = {"user_id": user}
     if request.stream:
         body["stream"] = True
     return body
@@ -240,13 +265,20 @@ def usage_to_anthropic(u: Usage | None) -> dict[str, int]:
 def from_anthropic_response(body: dict[str, Any]) -> ChatResponse:
     texts: list[str] = []
     calls: list[ToolCall] = []
+    json_answer: str | None = None
     for block in body["content"]:
         if block.get("type") == "text":
             texts.append(block["text"])
+        elif block.get("type") == "tool_use" and block["name"] == JSON_TOOL:
+            json_answer = _args(block["input"])  # emulated JSON mode: the tool's input IS the answer
         elif block.get("type") == "tool_use":
             calls.append(ToolCall(id=block["id"], function=FunctionCall(name=block["name"], arguments=_args(block["input"]))))
+    if json_answer is not None:
+        texts = [json_answer]  # any preamble text would make the answer invalid JSON
     message = ResponseMessage(content="".join(texts) if texts or not calls else None, tool_calls=calls or None)
     finish = STOP_TO_FINISH.get(body.get("stop_reason") or "", "stop")
+    if json_answer is not None and not calls and finish == "tool_calls":
+        finish = "stop"
     return ChatResponse(
         id=body["id"], model=body["model"], choices=[Choice(index=0, message=message, finish_reason=finish)],
         usage=usage_from_anthropic(body.get("usage") or {}),
@@ -271,18 +303,21 @@ def to_anthropic_response(response: ChatResponse) -> dict[str, Any]:
 class StreamTranslator:
     """Anthropic stream events -> ChatChunks. ``done`` turns true on ``message_stop``."""
 
-    __slots__ = ("_blocks", "_id", "_input_usage", "_model", "_tools", "done")
+    __slots__ = ("_blocks", "_created", "_id", "_input_usage", "_json_block", "_model", "_tools", "done")
 
     def __init__(self) -> None:
+        self._created = int(time.time())  # every chunk of one answer carries the same timestamp
         self._id = ""
         self._model = ""
         self._input_usage: dict[str, Any] = {}
         self._blocks: dict[int, int] = {}  # content block index -> tool call index
         self._tools = 0
+        self._json_block: int | None = None  # the block of the emulated-JSON-mode tool: its input is text
         self.done = False
 
     def _chunk(self, delta: Delta, finish: str | None = None) -> ChatChunk:
-        return ChatChunk(id=self._id, model=self._model, choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)])
+        return ChatChunk(id=self._id, model=self._model, created=self._created,
+                         choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)])
 
     def feed(self, event: dict[str, Any]) -> ChatChunk | None:
         kind = event.get("type")
@@ -293,11 +328,14 @@ class StreamTranslator:
             return self._chunk(Delta(role="assistant", content=""))
         if kind == "content_block_start":
             block = event["content_block"]
+            if block.get("type") == "tool_use" and block.get("name") == JSON_TOOL:
+                self._json_block = event["index"]
+                return None
             if block.get("type") == "tool_use":
                 index = self._blocks[event["index"]] = self._tools
                 self._tools += 1
                 call = ToolCallDelta(index=index, id=block["id"], type="function",
-                                     function=FunctionCall(name=block["name"], arguments=""))
+                                     function=FunctionCallDelta(name=block["name"], arguments=""))
                 return self._chunk(Delta(tool_calls=[call]))
             text = block.get("text")
             return self._chunk(Delta(content=text)) if text else None
@@ -305,9 +343,11 @@ class StreamTranslator:
             delta = event["delta"]
             if delta.get("type") == "text_delta":
                 return self._chunk(Delta(content=delta["text"]))
+            if delta.get("type") == "input_json_delta" and event["index"] == self._json_block:
+                return self._chunk(Delta(content=delta["partial_json"])) if delta["partial_json"] else None
             if delta.get("type") == "input_json_delta":
                 call = ToolCallDelta(index=self._blocks.get(event["index"], 0),
-                                     function=FunctionCall(name="", arguments=delta["partial_json"]))
+                                     function=FunctionCallDelta(arguments=delta["partial_json"]))
                 return self._chunk(Delta(tool_calls=[call]))
             return None
         if kind == "message_delta":
@@ -315,10 +355,14 @@ class StreamTranslator:
             usage.update(event.get("usage") or {})
             self._input_usage = usage
             stop = (event.get("delta") or {}).get("stop_reason")
-            return self._chunk(Delta(), STOP_TO_FINISH.get(stop or "", "stop"))
+            finish = STOP_TO_FINISH.get(stop or "", "stop")
+            if finish == "tool_calls" and self._json_block is not None and not self._tools:
+                finish = "stop"  # the forced JSON tool answered: to the caller that is a plain answer
+            return self._chunk(Delta(), finish)
         if kind == "message_stop":
             self.done = True
-            return ChatChunk(id=self._id, model=self._model, choices=[], usage=usage_from_anthropic(self._input_usage))
+            return ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],
+                             usage=usage_from_anthropic(self._input_usage))
         return None  # ping, content_block_stop, unknown future events
 
 

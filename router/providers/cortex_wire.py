@@ -11,6 +11,7 @@ Wire format (Snowflake's Cortex REST API reference): request ``model``, ``messag
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ from router.types import (
     ChunkChoice,
     Delta,
     FunctionCall,
+    FunctionCallDelta,
     FunctionDef,
     Message,
     ResponseFormat,
@@ -87,6 +89,8 @@ def to_cortex_request(request: ChatRequest, model: str, *, stream: bool) -> dict
     rf = request.response_format
     if rf is not None and rf.type == "json_schema" and rf.json_schema:
         body["response_format"] = {"type": "json", "schema": rf.json_schema.get("schema", rf.json_schema)}
+    elif rf is not None and rf.type == "json_object":  # any object: the loosest schema Cortex accepts
+        body["response_format"] = {"type": "json", "schema": {"type": "object"}}
     return body
 
 
@@ -130,9 +134,10 @@ def usage_from_cortex(u: dict[str, Any] | None) -> Usage | None:
 class CortexStreamTranslator:
     """Cortex SSE chunks -> ChatChunks; tool-call ids get OpenAI-style indexes."""
 
-    __slots__ = ("_calls", "finish", "id", "model", "usage")
+    __slots__ = ("_calls", "created", "finish", "id", "model", "usage")
 
     def __init__(self) -> None:
+        self.created = int(time.time())  # every chunk of one answer carries the same timestamp
         self._calls: dict[str, int] = {}
         self.id = ""
         self.model = ""
@@ -143,8 +148,8 @@ class CortexStreamTranslator:
         if call_id not in self._calls:
             self._calls[call_id] = len(self._calls)
             return ToolCallDelta(index=self._calls[call_id], id=call_id, type="function",
-                                 function=FunctionCall(name=name or "", arguments=arguments))
-        return ToolCallDelta(index=self._calls[call_id], function=FunctionCall(name="", arguments=arguments))
+                                 function=FunctionCallDelta(name=name or "", arguments=arguments))
+        return ToolCallDelta(index=self._calls[call_id], function=FunctionCallDelta(arguments=arguments))
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
         self.id = data.get("id") or self.id
@@ -168,7 +173,7 @@ class CortexStreamTranslator:
             self.finish = finish
         if not text and not calls and not finish:
             return None
-        return ChatChunk(id=self.id, model=self.model, choices=[ChunkChoice(
+        return ChatChunk(id=self.id, model=self.model, created=self.created, choices=[ChunkChoice(
             index=0, delta=Delta(content=text or None, tool_calls=calls or None), finish_reason=finish)])
 
     def closing(self) -> list[ChatChunk]:
@@ -176,10 +181,10 @@ class CortexStreamTranslator:
         out: list[ChatChunk] = []
         if self.finish is None:
             finish = "tool_calls" if self._calls else "stop"
-            out.append(ChatChunk(id=self.id, model=self.model,
+            out.append(ChatChunk(id=self.id, model=self.model, created=self.created,
                                  choices=[ChunkChoice(index=0, delta=Delta(), finish_reason=finish)]))
         if self.usage is not None:
-            out.append(ChatChunk(id=self.id, model=self.model, choices=[], usage=self.usage))
+            out.append(ChatChunk(id=self.id, model=self.model, created=self.created, choices=[], usage=self.usage))
         return out
 
 
