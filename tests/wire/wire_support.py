@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -129,6 +130,62 @@ def sse_data(text: str) -> list[str]:
         if data:
             out.append("\n".join(data))
     return out
+
+
+def post_json(live: Any, provider: str, path: str, body: dict[str, Any], expect_cache: str) -> dict[str, Any]:
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-thrifty-cache"] == expect_cache, (path, r.headers["x-thrifty-cache"])
+    document = r.json()
+    CONFORMANCE.body(provider, path, document)
+    return document
+
+
+def post_stream(live: Any, provider: str, path: str, body: dict[str, Any], expect_cache: str) -> list[dict[str, Any]]:
+    """The stream's chunks, each validated; the stream must end with ``data: [DONE]``."""
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json={**body, "stream": True})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["x-thrifty-cache"] == expect_cache, (path, r.headers["x-thrifty-cache"])
+    data = sse_data(r.text)
+    assert data and data[-1] == "[DONE]", data[-2:]
+    chunks = [json.loads(d) for d in data[:-1]]
+    for chunk in chunks:
+        CONFORMANCE.chunk(provider, path, chunk)
+    asked = bool((body.get("stream_options") or {}).get("include_usage"))
+    usage_chunks = [c for c in chunks if not c["choices"]]
+    # a usage chunk (choices: []) only when the client asked for it, then exactly one, last
+    assert len(usage_chunks) == (1 if asked else 0), (path, asked, len(usage_chunks))
+    if asked:
+        assert chunks[-1] is usage_chunks[0] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert len({c["id"] for c in chunks}) == 1  # one completion id over the whole stream
+    return chunks
+
+
+def joined_text(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def joined_calls(chunks: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
+    """Tool-call deltas merged the way OpenAI's clients do: id and name from the first, arguments added."""
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            for d in choice["delta"].get("tool_calls") or ():
+                call = calls.setdefault(d["index"], {"id": "", "name": "", "arguments": ""})
+                call["id"] = call["id"] or d.get("id") or ""
+                fn = d.get("function") or {}
+                call["name"] = call["name"] or fn.get("name") or ""
+                call["arguments"] += fn.get("arguments") or ""
+    return calls
+
+
+def finish_of(chunks: list[dict[str, Any]]) -> str | None:
+    return next((c["choices"][0]["finish_reason"] for c in reversed(chunks)
+                 if c["choices"] and c["choices"][0]["finish_reason"]), None)
 
 
 def _live_server_class() -> Any:

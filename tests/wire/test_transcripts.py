@@ -1,0 +1,111 @@
+"""Recorded provider streams (tests/data/transcripts/, from the official SDKs' fixtures) replayed by the fake
+upstream through the proxy: what the client receives must add up to what the provider sent, in chunks the
+OpenAPI schema and the SDK types accept, on the miss and on the cache's replay of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from wire_support import CONFORMANCE, DATA, finish_of, joined_calls, joined_text, post_stream, sse_data
+
+from bench.fake_upstream import FakeUpstream, Reply
+
+TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
+         for name in ("get_weather", "GetWeatherArgs", "get_stock_price")]
+
+
+def recorded_openai(name: str) -> list[dict[str, Any]]:
+    data = sse_data((DATA / "transcripts" / f"{name}.sse").read_text())
+    assert data[-1] == "[DONE]"
+    return [json.loads(d) for d in data[:-1]]
+
+
+def recorded_anthropic(name: str) -> tuple[str, list[tuple[str, str, str]], str]:
+    """(text, [(tool id, name, arguments JSON)], stop_reason) as the recorded events say."""
+    text, calls, stop = "", {}, ""
+    for d in sse_data((DATA / "transcripts" / f"{name}.sse").read_text()):
+        event = json.loads(d)
+        if event["type"] == "content_block_start" and event["content_block"]["type"] == "tool_use":
+            block = event["content_block"]
+            calls[event["index"]] = [block["id"], block["name"], ""]
+        elif event["type"] == "content_block_delta":
+            delta = event["delta"]
+            if delta["type"] == "text_delta":
+                text += delta["text"]
+            else:
+                calls[event["index"]][2] += delta["partial_json"]
+        elif event["type"] == "message_delta":
+            stop = event["delta"]["stop_reason"]
+    return text, [tuple(c) for c in calls.values()], stop  # type: ignore[misc]
+
+
+def _ask(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "tools": TOOLS, **extra}
+
+
+@pytest.mark.parametrize("name", ["openai_text", "openai_tool_call", "openai_parallel_tools"])
+def test_recorded_openai_streams(name: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    live, _ = proxies["openai"]
+    recorded = recorded_openai(name)
+    fake.script(Reply.transcript(name))
+    body = _ask(f"Replay the recording {name}.", stream_options={"include_usage": True})
+    streamed = post_stream(live, "openai", f"recorded {name}", body, "miss")
+    assert fake.requests[-1].body["stream"] is True
+    assert joined_text(streamed) == joined_text(recorded)
+    calls = joined_calls(streamed)
+    assert calls == joined_calls(recorded)
+    for call in calls.values():
+        assert call["id"] and call["name"] and isinstance(json.loads(call["arguments"]), dict)
+    assert finish_of(streamed) == finish_of(recorded)
+    assert streamed[-1]["usage"]["total_tokens"] == recorded[-1]["usage"]["total_tokens"]
+    replay = post_stream(live, "openai", f"recorded {name} replay", _ask(f"Replay the recording {name}."), "exact")
+    assert joined_calls(replay) == calls and joined_text(replay) == joined_text(streamed)
+
+
+@pytest.mark.parametrize("name", ["anthropic_text", "anthropic_tool_use"])
+def test_recorded_anthropic_streams(name: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    live, _ = proxies["anthropic"]
+    text, calls, stop = recorded_anthropic(name)
+    fake.script(Reply.transcript(name))
+    streamed = post_stream(live, "anthropic", f"recorded {name}", _ask(f"Replay the recording {name}."), "miss")
+    assert joined_text(streamed) == text
+    got = joined_calls(streamed)
+    assert [(c["id"], c["name"], json.loads(c["arguments"])) for c in got.values()] == [
+        (i, n, json.loads(a)) for i, n, a in calls]
+    assert finish_of(streamed) == {"end_turn": "stop", "tool_use": "tool_calls"}[stop]
+    replay = post_stream(live, "anthropic", f"recorded {name} replay", _ask(f"Replay the recording {name}."), "exact")
+    assert joined_calls(replay) == got and joined_text(replay) == text
+
+
+def test_recorded_anthropic_error_event_after_content(proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    """An ``error`` event after text was sent: the client gets the text, then an explicit error, no [DONE]."""
+    live, _ = proxies["anthropic"]
+    fake.script(Reply.transcript("anthropic_error_midstream"))
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=_ask("Overload after the first word.", stream=True))
+    data = sse_data(r.text)
+    assert data[-1] != "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    for chunk in chunks:
+        CONFORMANCE.chunk("anthropic", "recorded error event", chunk)
+    assert joined_text(chunks) == "Hello"
+    error = json.loads(data[-1])
+    CONFORMANCE.error("anthropic", "recorded error event", error)
+    assert "Overloaded" in error["error"]["message"]
+    with httpx.Client(base_url=live.url, timeout=30) as h:  # an interrupted answer is never cached
+        again = h.post("/v1/chat/completions", json=_ask("Overload after the first word.", stream=True))
+    assert again.headers["x-thrifty-cache"] == "miss"
+
+
+def test_recorded_anthropic_error_event_first(proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    """An ``error`` event before any content is a failed attempt: with one candidate, an OpenAI error body."""
+    live, _ = proxies["anthropic"]
+    fake.script(Reply.transcript("anthropic_error_first"))
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=_ask("Overload before the first word.", stream=True))
+    assert r.status_code >= 500 and r.headers["content-type"].startswith("application/json"), r.text
+    CONFORMANCE.error("anthropic", "recorded error event", r.json())
+    assert "Overloaded" in r.json()["error"]["message"]
