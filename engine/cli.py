@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -42,12 +43,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mp)
     for note in settings.notes:
         print(f"thrifty: {note}", file=sys.stderr)
-    print(f"thrifty: serving on http://{host}:{port}/v1 (config: {settings.source}, data: {settings.data_dir})",
-          file=sys.stderr)
-    uvicorn.run("engine.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
-                # No X-Forwarded-* rewriting and no Server header: work per request that nothing here reads.
-                proxy_headers=False, server_header=False)
+    banner = f"serving on http://{host}:{port}/v1 (config: {settings.source}, data: {settings.data_dir})"
+    config = uvicorn.Config("engine.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                            loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
+                            # No X-Forwarded-* rewriting and no Server header: per-request work nothing reads.
+                            proxy_headers=False, server_header=False)
+    return _run_server(config, banner)
+
+
+def _run_server(config: Any, banner: str) -> int:
+    """Run uvicorn and say "serving on" only once requests are accepted: after the socket is bound and
+    the engine warm (one worker), or from each worker once it is warm (the parent binds the socket)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    if config.workers > 1:
+        os.environ["THRIFTY_ANNOUNCE"] = banner  # read by each worker's lifespan (engine.server)
+        sock = config.bind_socket()
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[sock]).run()
+        return 0
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(f"thrifty: {banner}", file=sys.stderr, flush=True)
+
+    server = AnnouncingServer(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        print("thrifty: error: the server did not start (see the message above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -59,8 +87,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from models.render import catalog_table
 
     catalog = build_catalog(_settings(args))
-    Console().print(catalog_table(catalog, capability=args.capability, provider=args.provider,
-                                  max_price=args.max_price))
+    console = Console()
+    console.print(catalog_table(catalog, capability=args.capability, provider=args.provider,
+                                max_price=args.max_price, width=console.width))
     return 0
 
 
@@ -74,6 +103,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     from router.types import ChatRequest, Message, ThriftyOptions
 
     engine = Engine(_settings(args))
+    if args.model not in ("auto", "") and args.model not in engine.catalog:
+        print(f"thrifty route: unknown model {args.model!r}; `thrifty models` lists the catalog", file=sys.stderr)
+        return 2
     req = ChatRequest(messages=[Message(role="user", content=args.prompt)], model=args.model,
                       max_tokens=args.max_tokens)
     opts = ThriftyOptions(policy=args.policy, task=args.task, max_cost_usd=args.max_cost)
@@ -91,16 +123,18 @@ def _open_cache(args: argparse.Namespace) -> Any:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    import msgspec
-
     from cache import export_jsonl, import_jsonl
 
+    if args.action == "purge" and not args.target and not _confirm_purge_all(args):
+        return 2
     cache = _open_cache(args)
     try:
         if args.action == "stats":
-            print(msgspec.json.format(msgspec.json.encode(cache.stats()), indent=2).decode())
+            print(_cache_stats(args, cache))
         elif args.action == "purge":
-            print(f"purged {cache.purge(args.namespace)} entries from namespace {args.namespace!r}")
+            spaces = [args.target] if args.target else sorted({e.namespace for _, e in cache.store.iter_entries()})
+            for space in spaces:
+                print(f"purged {cache.purge(space)} entries from namespace {space!r}")
         elif args.action == "export":
             with open(args.file, "wb") as f:
                 n = export_jsonl(cache, f)
@@ -112,6 +146,46 @@ def cmd_cache(args: argparse.Namespace) -> int:
     finally:
         cache.close()
     return 0
+
+
+def _confirm_purge_all(args: argparse.Namespace) -> bool:
+    """``cache purge`` with no namespace empties every namespace: only after a yes, typed or ``--yes``."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print("thrifty cache purge: name a NAMESPACE to purge, or pass --yes to purge every namespace",
+              file=sys.stderr)
+        return False
+    answer = input("Purge EVERY namespace of the cache? Type 'yes' to confirm: ")
+    if answer.strip().lower() != "yes":
+        print("nothing purged", file=sys.stderr)
+        return False
+    return True
+
+
+def _cache_stats(args: argparse.Namespace, cache: Any) -> str:
+    """What is stored (from the cache) and how it has served (from the ledger, which every worker
+    writes; the cache's own hit counters live in the serving process and start at zero here)."""
+    import msgspec
+
+    from engine.ledger import Ledger
+
+    stored = cache.stats()
+    ledger = Ledger(_settings(args).data_dir / "ledger.sqlite3")
+    try:
+        s = ledger.summary()
+    finally:
+        ledger.close()
+    served = {row["key"]: row["requests"] for row in s["by_cache"]}
+    lookups = sum(served.get(k, 0) for k in ("exact", "hit", "miss"))
+    hits = served.get("exact", 0) + served.get("hit", 0)
+    out = {
+        "entries": stored.entries, "bytes": stored.bytes, "partitions": stored.partitions,
+        "requests": {k: served.get(k, 0) for k in ("exact", "hit", "miss", "bypass")},
+        "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
+        "saved_usd": round(sum(row["saved_usd"] for row in s["by_cache"]), 8),
+    }
+    return msgspec.json.format(msgspec.json.encode(out), indent=2).decode()
 
 
 # ---------------------------------------------------------------------------------------------- usage
@@ -152,24 +226,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "YAML config file (default: $THRIFTY_CONFIG, else embedded defaults)"
     p = argparse.ArgumentParser(prog="thrifty", description="Semantic cache and cost-aware router for LLM calls")
-    p.add_argument("--config", help="YAML config file (default: $THRIFTY_CONFIG, else embedded defaults)")
+    p.add_argument("--config", help=config_help)
+    # ``--config`` is accepted after the subcommand too; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
+    s = sub.add_parser("serve", help="run the OpenAI-compatible proxy", parents=[common])
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--workers", type=int)
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)
 
-    m = sub.add_parser("models", help="print the model catalog")
+    m = sub.add_parser("models", help="print the model catalog", parents=[common])
     m.add_argument("--capability", help="tools | vision | json_mode | reasoning | streaming")
     m.add_argument("--provider")
-    m.add_argument("--max-price", type=float, help="max input price, USD per 1M tokens")
+    m.add_argument("--max-price", type=float, metavar="USD",
+                   help="max blended list price: the mean of input and output USD per 1M tokens (the 'blend' column)")
     m.set_defaults(fn=cmd_models)
 
-    r = sub.add_parser("route", help="show the routing decision for a prompt")
+    r = sub.add_parser("route", help="show the routing decision for a prompt", parents=[common])
     r.add_argument("prompt")
     r.add_argument("--model", default="auto")
     r.add_argument("--policy", choices=["quality", "balanced", "cost", "target"])
@@ -179,12 +258,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-cost", type=float)
     r.set_defaults(fn=cmd_route)
 
-    c = sub.add_parser("cache", help="inspect or manage the cache")
+    c = sub.add_parser("cache", help="inspect or manage the cache", parents=[common])
     c.add_argument("action", choices=["stats", "purge", "export", "import"])
-    c.add_argument("target", nargs="?", help="namespace (purge) or file (export/import)")
+    c.add_argument("target", nargs="?", help="namespace (purge; none = every namespace, after a yes) or file "
+                   "(export/import)")
+    c.add_argument("--yes", action="store_true", help="purge: no question asked")
     c.set_defaults(fn=cmd_cache)
 
-    u = sub.add_parser("usage", help="spend report from the ledger")
+    u = sub.add_parser("usage", help="spend report from the ledger", parents=[common])
     u.add_argument("--days", type=float, default=30)
     u.add_argument("--tenant")
     u.add_argument("--by", nargs="*", default=["model", "tenant", "day"],
@@ -211,26 +292,32 @@ BENCH_SUITES: dict[str, str] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "cache":
-        if args.action == "purge":
-            args.namespace = args.target or "default"
-        elif args.action in ("export", "import"):
-            if not args.target:
-                print(f"thrifty cache {args.action}: a FILE is required", file=sys.stderr)
-                return 2
-            args.file = args.target
+    if args.command == "cache" and args.action in ("export", "import"):
+        if not args.target:
+            print(f"thrifty cache {args.action}: a FILE is required", file=sys.stderr)
+            return 2
+        args.file = args.target
     if args.command == "bench":
         args.suite_module = BENCH_SUITES[args.suite]
     fn: Callable[[argparse.Namespace], int] = args.fn
     try:
         return fn(args)
     except Exception as exc:
-        from engine.errors import ThriftyError
-
-        if isinstance(exc, ThriftyError) or type(exc).__name__.endswith("Error"):
+        if _expected(exc):
             print(f"thrifty: error: {exc}", file=sys.stderr)
             return 1
         raise
+
+
+def _expected(exc: BaseException) -> bool:
+    """A user's mistake or the environment's (bad config, unknown model, missing file): a message, not a
+    traceback. Anything else is a bug, and its traceback is what a report needs."""
+    from cache.errors import CacheError
+    from engine.errors import ThriftyError
+    from models.errors import CatalogError
+    from router.errors import RouterError
+
+    return isinstance(exc, ThriftyError | RouterError | CatalogError | CacheError | OSError)
 
 
 if __name__ == "__main__":

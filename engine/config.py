@@ -30,6 +30,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin_key_env: str = "THRIFTY_ADMIN_KEY"  # the admin API is off when this variable is unset
     max_body_bytes: int = 4 * 1024 * 1024
     allow_anonymous: bool = False  # with tenants configured, serve key-less requests as tenant "default"
+    # One line per request on the ``thrifty.access`` logger (stderr by default), written off the request path.
+    access_log: Literal["text", "json", "off"] = "text"
 
 
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

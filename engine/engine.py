@@ -21,7 +21,7 @@ from engine import config as config_mod
 from engine.budgets import BudgetTracker
 from engine.errors import RequestError, ThriftyError, translate
 from engine.ledger import Ledger, UsageRecord
-from engine.metrics import Metrics
+from engine.metrics import Metrics, label
 from engine.pipeline import Ctx, EngineStream, Pipeline
 from engine.types import ChatRequest, Completion, ThriftyOptions
 from router.types import ChatChunk, ChatResponse, text_of
@@ -215,22 +215,22 @@ class Engine:
 
     def observe(self, ctx: Ctx, *, status: int, error: ThriftyError | None, response: ChatResponse | None) -> None:
         m, mt = ctx.meta, self.metrics
-        mt.requests.labels(m.cache, m.model or "", m.provider or "", str(status)).inc()
+        mt.requests.labels(m.cache, label(m.model), label(m.provider), str(status)).inc()
         mt.cache_outcomes.labels(m.cache).inc()
         for stage, ms in m.stages.items():
             mt.stage.labels(stage).observe(ms / 1e3)
         mt.overhead.observe(m.overhead_ms / 1e3)
         usage = response.usage if response is not None and m.cache == "miss" else None
         if m.cost_usd:
-            mt.spend.labels(ctx.tenant, m.model or "", m.provider or "").inc(m.cost_usd)
+            mt.spend.labels(ctx.tenant, label(m.model), label(m.provider)).inc(m.cost_usd)
         if m.saved_usd:
             mt.saved.labels(ctx.tenant).inc(m.saved_usd)
         if usage is not None:
-            mt.tokens.labels("prompt", m.model or "").inc(usage.prompt_tokens)
-            mt.tokens.labels("completion", m.model or "").inc(usage.completion_tokens)
+            mt.tokens.labels("prompt", label(m.model)).inc(usage.prompt_tokens)
+            mt.tokens.labels("completion", label(m.model)).inc(usage.completion_tokens)
         for attempt in getattr(error, "details", None) or ():
             if isinstance(attempt, dict):
-                mt.upstream_errors.labels(attempt.get("deployment", ""), attempt.get("kind", "")).inc()
+                mt.upstream_errors.labels(label(attempt.get("deployment")), label(attempt.get("kind"))).inc()
         self.ledger.record(self._record(ctx, status, error, response, usage))
 
     def _record(self, ctx: Ctx, status: int, error: ThriftyError | None, response: ChatResponse | None,

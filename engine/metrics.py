@@ -15,6 +15,12 @@ _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
                   0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def label(value: object) -> str:
+    """A label value: ``"none"`` for a missing one (prometheus-client would write ``None`` or an empty
+    string, which PromQL cannot tell from an absent label)."""
+    return str(value) if value is not None and value != "" else "none"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -32,6 +38,8 @@ class Metrics:
                                   buckets=_STAGE_BUCKETS, registry=r)
         self.upstream_errors = Counter("thrifty_upstream_errors", "Failed upstream attempts",
                                        ["deployment", "kind"], registry=r)
+        self.stream_bad_events = Counter("thrifty_stream_bad_events", "Undecodable SSE events skipped",
+                                         ["deployment"], registry=r)
         self.open_circuits = Gauge("thrifty_open_circuits", "Deployments whose circuit is open",
                                    registry=r, multiprocess_mode="max")
         self.budget_warnings = Counter("thrifty_budget_warnings", "Soft budget limits crossed",

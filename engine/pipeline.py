@@ -20,6 +20,7 @@ import numpy as np
 
 from cache import Hit, Scope, reads, scope, writes
 from engine.errors import BudgetExceeded, ThriftyError, translate
+from engine.metrics import label
 from engine.replay import replay_chunks
 from engine.types import Completion, Meta
 from router.types import ChatChunk, ChatRequest, ChatResponse, ThriftyOptions, text_of
@@ -164,7 +165,7 @@ class Pipeline:
         m.attempts = len(result.attempts)
         for a in result.attempts:  # failed tries that a retry or fallback recovered from still count
             if a.error is not None:
-                self.e.metrics.upstream_errors.labels(a.deployment, a.kind or "").inc()
+                self.e.metrics.upstream_errors.labels(label(a.deployment), label(a.kind)).inc()
         self.e.budgets.add(ctx.tenant, ctx.key_name, m.cost_usd)
 
     def _cacheable(self, ctx: Ctx, response: ChatResponse) -> bool:
@@ -237,7 +238,13 @@ class EngineStream:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[ChatChunk]:
-        assert self._source is not None, "call start() first"
+        if self._source is None:
+            if self._done:
+                raise ThriftyError("this stream already failed to start; make a new one")
+            first = await self.start()  # ``async for chunk in engine.stream(req)`` needs no start() call
+            if first is not None:
+                yield first
+        assert self._source is not None
         error: BaseException | None = ThriftyError("stream closed by the client before it ended")
         try:
             async for chunk in self._source:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,10 +19,13 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from engine.access_log import AccessLog, AccessLogMiddleware
+from engine.access_log import note as access_note
 from engine.controls import merge, options_from_headers, validate
 from engine.engine import Engine
 from engine.errors import AuthError, PayloadTooLarge, RequestError, ThriftyError, translate
@@ -118,23 +123,27 @@ class Proxy:
 
     async def chat(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        tenant: str | None = None
         try:
             tenant, key_name = self.authenticate(request)
             req = self.decode(await self.read_body(request))
             options = merge(req.thrifty, options_from_headers(request.headers))
             validate(options)
             if req.stream:
-                return await self._stream(req, tenant, key_name, options, request_id)
+                return await self._stream(request, req, tenant, key_name, options, request_id)
             result = await self.engine.complete(req, tenant=tenant, key_name=key_name, options=options,
                                                 request_id=request_id)
         except Exception as exc:
+            access_note(request.scope, tenant=tenant, request_id=request_id)
             return error_response(exc, request_id)
+        access_note(request.scope, meta=result.meta, tenant=tenant)
         return JSONBytes(_json.encode(result.response), headers=meta_headers(result.meta))
 
-    async def _stream(self, req: ChatRequest, tenant: str, key_name: str | None, options: Any,
+    async def _stream(self, request: Request, req: ChatRequest, tenant: str, key_name: str | None, options: Any,
                       request_id: str) -> Response:
         stream = self.engine.stream(req, tenant=tenant, key_name=key_name, options=options,
                                     request_id=request_id)
+        access_note(request.scope, meta=stream.meta, tenant=tenant)  # final once the stream has ended
         first = await stream.start()  # raises before any byte is sent: a clean error response
         return StreamingResponse(self._sse(stream, first), media_type="text/event-stream",
                                  headers={**meta_headers(stream.meta, final=stream.meta.cache != "miss"),
@@ -192,10 +201,15 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
             gc.freeze()
         for note in engine.settings.notes:
             log.warning("%s", note)
+        access.start()
+        announce = os.environ.get("THRIFTY_ANNOUNCE")
+        if announce:  # several workers: each says so once it is warm (the parent bound the socket)
+            print(f"thrifty: worker {os.getpid()} {announce}", file=sys.stderr, flush=True)
         try:
             yield
         finally:
             await engine.aclose()
+            access.close()
 
     routes = [
         Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
@@ -205,7 +219,9 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
         Route("/metrics", proxy.metrics, methods=["GET"]),
         *admin_routes(engine),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    access = AccessLog(engine.settings.raw.server.access_log)
+    middleware = [Middleware(AccessLogMiddleware, log=access)] if access.enabled else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.engine = engine
     return app
 

@@ -7,9 +7,10 @@ format and the runtime records cannot drift apart. A user's overrides decode int
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -30,6 +31,16 @@ class Overrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _file_decoder = msgspec.json.Decoder(CatalogFile)
+# Snapshot suffixes providers append to a model's id, as data: dated (gpt-4o-2024-08-06,
+# claude-3-5-sonnet-20241022) and "-latest". Stripped only when the name is not itself in the catalog.
+SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+class Resolved(NamedTuple):
+    """A model name resolved: the entry, and the provider its ``provider/`` prefix named (or None)."""
+
+    entry: ModelEntry
+    provider: str | None
 _CAPABILITIES = frozenset(f.name for f in msgspec.structs.fields(Capabilities))
 
 
@@ -71,7 +82,7 @@ def validate_entry(entry: ModelEntry, source: str = "catalog") -> None:
 class Catalog:
     """An immutable, validated set of models with alias-aware lookup."""
 
-    __slots__ = ("_by_id", "_by_name", "as_of")
+    __slots__ = ("_by_id", "_by_name", "_by_route", "_providers", "as_of")
 
     def __init__(self, entries: Iterable[ModelEntry], *, source: str = "catalog", as_of: str = "") -> None:
         by_id: dict[str, ModelEntry] = {}
@@ -89,6 +100,14 @@ class Catalog:
                 by_name[alias] = entry
         self._by_id = by_id
         self._by_name = by_name
+        # A provider's own id for a model (OpenRouter's "meta-llama/llama-3.3-70b-instruct"), where it
+        # names one model only.
+        owners: dict[str, set[str]] = {}
+        for entry in by_id.values():
+            for route in entry.routes:
+                owners.setdefault(route.model, set()).add(entry.id)
+        self._by_route = {m: by_id[next(iter(ids))] for m, ids in owners.items() if len(ids) == 1}
+        self._providers = frozenset(r.provider for e in by_id.values() for r in e.routes)
         self.as_of = as_of
 
     # ------------------------------------------------------------------------------------------ loading
@@ -117,13 +136,42 @@ class Catalog:
 
     # ------------------------------------------------------------------------------------------ lookups
     def get(self, name: str) -> ModelEntry:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(self._by_id))}") from None
+        """The entry for an id, an alias, a dated snapshot id, a provider's own id, or ``provider/name``."""
+        return self.resolve(name).entry
+
+    def resolve(self, name: str) -> Resolved:
+        """Like :meth:`get`, and says which provider a ``provider/`` prefix asked for."""
+        entry = self._by_name.get(name)
+        if entry is not None:
+            return Resolved(entry, None)
+        found = self._lookup(name)
+        if found is None:
+            raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(self._by_id))}")
+        return found
+
+    def _lookup(self, name: str) -> Resolved | None:
+        prefix, sep, rest = name.partition("/")
+        if sep and prefix in self._providers:
+            entry = self._bare(rest) or self._by_route.get(rest)
+            if entry is not None:
+                return Resolved(entry, prefix)
+        entry = self._bare(name)
+        if entry is None:
+            entry = self._by_route.get(name)
+        return None if entry is None else Resolved(entry, None)
+
+    def _bare(self, name: str) -> ModelEntry | None:
+        """An id or alias, else the same without a snapshot suffix, else with dots as dashes
+        (``claude-sonnet-4.5`` is ``claude-sonnet-4-5``)."""
+        for candidate in (name, SNAPSHOT_SUFFIX.sub("", name)):
+            for variant in (candidate, candidate.replace(".", "-")):
+                entry = self._by_name.get(variant)
+                if entry is not None:
+                    return entry
+        return None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._by_name
+        return isinstance(name, str) and (name in self._by_name or self._lookup(name) is not None)
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._by_id.values())

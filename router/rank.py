@@ -128,6 +128,8 @@ class Router:
             ranked = self._ranked(policy, quality, screen, target, rules)
         limit = len(ranked) if pinned is not None else self.max_models
         candidates = self._candidates(ranked, quality, screen, task, policy, constraints, limit)
+        if pinned is not None:
+            candidates = self._via_prefix(pinned, candidates)
         if not candidates:
             raise NoCandidatesError("no model satisfies the request's constraints", screen.dropped)
         return Decision(candidates, screen.dropped, task, confidence, policy,
@@ -186,6 +188,20 @@ class Router:
             raise NoCandidatesError(f"pinned model {model_id} cannot serve this request: {why}", [(model_id, str(why))])
         chain = [i, *self.fallbacks.get(model_id, ())]
         return [j for j in dict.fromkeys(chain) if model_ok[j]]
+
+    def _via_prefix(self, pinned: str, candidates: list[Candidate]) -> list[Candidate]:
+        """``openai/gpt-4o-mini`` is served by the provider named ``openai`` only. With the simulated
+        provider alone (no real provider configured) it stands in for every provider, as for every model.
+        A deployment that exists but was dropped (circuit open, cost cap) is reported as the others are."""
+        entry, via = self.catalog.resolve(pinned)
+        if via is None or self.table.simulated_only:
+            return candidates
+        kept = [c for c in candidates if c.route.provider == via]
+        if not kept and not self.table.serves(via, entry):
+            served = sorted({c.route.provider for c in candidates})
+            raise NoCandidatesError(f"model {pinned!r} names provider {via!r}, which does not serve it here"
+                                    + (f" (served by: {', '.join(served)})" if served else ""), [])
+        return kept
 
     def _candidates(self, ranked: list[int], quality: np.ndarray, screen: Screen, task: str, policy: str,
                     constraints: Constraints, limit: int) -> list[Candidate]:

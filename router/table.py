@@ -58,6 +58,8 @@ class ModelTable:
         self.starts_list: list[int] = self.starts.tolist()
         self.ends_list: list[int] = self.ends.tolist()
         avail = set(available_providers) if available_providers is not None else None
+        self.simulated_only = avail == {"simulated"}
+        self._avail = avail
         self.dep_available = np.array([avail is None or r.provider in avail for r in self.dep_route], dtype=bool)
         self.model_available = np.logical_or.reduceat(self.dep_available, self.starts)
         self.unavailable_reason = [
@@ -72,6 +74,10 @@ class ModelTable:
         if entry.quality:
             return float(np.mean(list(entry.quality.values())))
         return 0.5
+
+    def serves(self, provider: str, entry: ModelEntry) -> bool:
+        """Whether ``provider`` is configured and has a route to ``entry``."""
+        return (self._avail is None or provider in self._avail) and any(r.provider == provider for r in entry.routes)
 
     def mask_of(self, names: Collection[str]) -> np.ndarray:
         """Boolean mask of models named (ids or aliases); unknown names are ignored."""

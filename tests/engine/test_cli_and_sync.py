@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from engine_support import ANSWER, base_config
@@ -65,3 +73,104 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["--config", str(bad), "models"]) == 1
     err = capsys.readouterr().err
     assert "enabeld" in err and str(bad) in err
+
+
+@pytest.mark.anyio
+async def test_engine_stream_as_the_readme_shows(upstream: FakeUpstream, tmp_path: Path, minilm) -> None:
+    engine = Engine.from_config(base_config(tmp_path, upstream), encoder=minilm)
+    try:
+        req = {"messages": [{"role": "user", "content": "Stream me an answer."}]}
+        for outcome in ("miss", "exact"):  # no start() call: iteration starts the stream
+            stream = engine.stream(req)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text == ANSWER
+            assert stream.meta.cache == outcome and stream.meta.latency_ms > 0  # meta final after iteration
+            if outcome == "miss":
+                assert stream.meta.cost_usd > 0 and stream.meta.model
+            await engine.flush()
+    finally:
+        await engine.aclose()
+        engine.ledger.close()
+
+
+def _write_config(tmp_path: Path, upstream: FakeUpstream) -> Path:
+    path = tmp_path / "thrifty.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path, upstream)))
+    return path
+
+
+def test_config_is_accepted_after_the_subcommand(upstream: FakeUpstream, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write_config(tmp_path, upstream)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cache:\n  enabeld: true\n")
+    assert main(["models", "--config", str(bad)]) == 1  # the file after the subcommand is the one read
+    assert str(bad) in capsys.readouterr().err
+    assert main(["--config", str(bad), "models", "--config", str(path)]) == 0  # the later one wins
+    assert main(["--config", str(bad), "models"]) == 1  # before the subcommand still works
+
+
+def test_route_unknown_model_is_a_clear_error(upstream: FakeUpstream, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write_config(tmp_path, upstream)
+    assert main(["route", "--config", str(path), "--model", "gpt-7", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'gpt-7'" in err and "Traceback" not in err
+
+
+def test_cache_stats_counts_and_purge_asks(upstream: FakeUpstream, tmp_path: Path, minilm,
+                                          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write_config(tmp_path, upstream)
+    engine = Engine.from_config(path, encoder=minilm)
+    for q in ("first question?", "first question?", "first question?", "second question?"):
+        engine.complete_sync({"messages": [{"role": "user", "content": q}]})
+    engine.close()
+    assert main(["cache", "stats", "--config", str(path)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 2 and stats["requests"]["exact"] == 2 and stats["requests"]["miss"] == 2
+    assert stats["hit_rate"] == 0.5 and stats["saved_usd"] > 0
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: refuse, name the way out
+    assert main(["cache", "purge", "--config", str(path)]) == 2
+    assert "--yes" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", _Tty("no\n"))
+    assert main(["cache", "purge", "--config", str(path)]) == 2
+    assert "nothing purged" in capsys.readouterr().err
+    assert main(["cache", "stats", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 2
+    monkeypatch.setattr("sys.stdin", _Tty("yes\n"))
+    assert main(["cache", "purge", "--config", str(path)]) == 0
+    assert "purged 2 entries" in capsys.readouterr().out
+    assert main(["cache", "stats", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_serving_on_is_printed_once_serving(tmp_path: Path) -> None:
+    cfg = tmp_path / "thrifty.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "cache": {"encoder": "hashing"}}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--config", str(cfg), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:
+            if "serving on" in line:
+                break
+        else:
+            pytest.fail("the server exited without saying it was serving")
+        assert f"http://127.0.0.1:{port}/v1" in line
+        # Said only once serving: the port answers at the moment the line is read.
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # port taken
+        assert second.returncode != 0 and "serving on" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)

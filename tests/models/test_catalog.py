@@ -107,7 +107,8 @@ def test_overrides_replace_and_add(catalog: Catalog) -> None:
     assert merged.get("gpt-4o-mini").price.input == 0.01
     assert merged.get("my-local").capabilities == Capabilities(tools=True)
     assert len(merged) == len(catalog) + 1
-    assert "gpt-4o-mini-2024-07-18" not in merged  # a replacing entry brings its own aliases, not the old ones
+    assert merged.get("gpt-4o-mini").aliases == ()  # a replacing entry brings its own aliases, not the old ones
+    assert "gpt-4o-mini-2024-07-18" in merged  # (the dated snapshot id still resolves, by the date rule)
     assert load_overrides(json.dumps(raw).encode(), "x.json")[1].id == "my-local"
 
 
