@@ -102,7 +102,7 @@ def anthropic_body(full: ChatResponse) -> dict[str, Any]:
 def anthropic_events(full: ChatResponse, *, finish: bool = True, done: bool = True) -> list[bytes]:
     """A streamed Messages API answer: typed events, each with its ``event:`` line."""
     usage = anthropic_usage(full.usage)
-    start = {"id": full.id, "type": "message", "role": "assistant", "model": full.model, "content": [],
+    start: dict[str, Any] = {"id": full.id, "type": "message", "role": "assistant", "model": full.model, "content": [],
              "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for index, block in enumerate(_anthropic_blocks(full)):
