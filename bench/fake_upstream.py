@@ -26,8 +26,10 @@ import msgspec
 from aiohttp import web
 
 from bench.fake_wire import anthropic_body, anthropic_events, openai_body, openai_events, pieces
+from models.tokens import estimate_tokens
 from router.providers.anthropic_wire import from_anthropic_request
 from router.providers.cortex_wire import from_cortex_request, to_cortex_chunks
+from router.providers.embeddings import labelled_vector
 from router.types import (
     ChatRequest,
     ChatResponse,
@@ -172,6 +174,7 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/api/v2/cortex/inference:complete", self._cortex)
         return app
 
@@ -296,6 +299,22 @@ class FakeUpstream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage) and reply.include_usage
         return await self._sse(request, reply, openai_events(full, include_usage=include_usage,
                                                              finish=not reply.no_finish, done=not reply.no_done))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's /embeddings: the same labelled vectors as the simulated provider (1536 long unless
+        ``dimensions``), usage counted by thrifty's token estimate; scripted faults apply."""
+        begun = await self._begin(request)
+        if isinstance(begun, web.StreamResponse):
+            return begun
+        body, reply = begun
+        texts = body["input"] if isinstance(body.get("input"), list) else [body.get("input", "")]
+        model = str(body.get("model", ""))
+        dims = int(body.get("dimensions") or 1536)
+        data = [{"object": "embedding", "index": i, "embedding": labelled_vector(model, t, dims).tolist()}
+                for i, t in enumerate(texts)]
+        tokens = sum(estimate_tokens(t) for t in texts)
+        return self._json({"object": "list", "data": data, "model": model,
+                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, reply)
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         begun = await self._begin(request)

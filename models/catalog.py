@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 import msgspec
 
 from models.errors import CatalogError, UnknownModelError
-from models.schema import TASKS, Capabilities, ModelEntry
+from models.schema import TASKS, Capabilities, EmbeddingEntry, ModelEntry
 
 
 class CatalogFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     models: tuple[ModelEntry, ...]
+    embeddings: tuple[EmbeddingEntry, ...] = ()  # read by embedding_models(), not by Catalog
     schema: int = 1
     as_of: str = ""
 
@@ -239,3 +240,17 @@ def load_overrides(raw: bytes | str | Mapping[str, Any], source: str) -> tuple[M
     for entry in parsed.models:
         validate_entry(entry, source)
     return parsed.models
+
+def embedding_models(raw: bytes | None = None, source: str = "models/catalog.json") -> tuple[EmbeddingEntry, ...]:
+    """The catalog's embedding models (the shipped file unless ``raw`` is given), validated."""
+    if raw is None:
+        raw = resources.files("models").joinpath("catalog.json").read_bytes()
+    try:
+        entries = _file_decoder.decode(raw).embeddings
+    except msgspec.MsgspecError as exc:
+        raise CatalogError(f"{source}: {exc}") from exc
+    for e in entries:
+        if not (e.price.input >= 0 and e.dimensions > 0 and e.max_input_tokens > 0 and e.routes):
+            raise CatalogError(f"{source}: embedding model {e.id!r}: price.input >= 0, positive dimensions and "
+                               "max_input_tokens, and at least one route are required")
+    return entries

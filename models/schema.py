@@ -66,3 +66,18 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     aliases: tuple[str, ...] = ()
     released: str = ""
     notes: str = ""
+
+
+class EmbeddingEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An embedding model: priced per input token only (``price.output`` is 0), served on ``routes`` by
+    providers that offer ``/embeddings``. Kept apart from the chat models: the router never picks one."""
+
+    id: str
+    vendor: str
+    price: Price
+    dimensions: int  # the native vector length
+    max_input_tokens: int  # per input
+    routes: tuple[Route, ...]
+    adjustable_dimensions: bool = False  # accepts ``dimensions`` (shorter vectors)
+    aliases: tuple[str, ...] = ()
+    notes: str = ""

@@ -22,18 +22,21 @@ if TYPE_CHECKING:
 
 def door_routes(proxy: Proxy) -> list[Route]:
     from engine.doors.anthropic_messages import MessagesDoor
+    from engine.doors.embeddings import EmbeddingsDoor
     from engine.doors.models import ModelsDoor
     from engine.doors.responses import ResponsesDoor
 
     messages = MessagesDoor(proxy)
     responses = ResponsesDoor(proxy)
-    models = ModelsDoor(proxy)
+    embeddings = EmbeddingsDoor(proxy)
+    models = ModelsDoor(proxy, embeddings)
     routes = []
     for prefix in ("/v1", ""):
         routes += [
             Route(f"{prefix}/messages", messages.handle, methods=["POST"]),
             Route(f"{prefix}/messages/count_tokens", messages.count_tokens, methods=["POST"]),
             Route(f"{prefix}/responses", responses.handle, methods=["POST"]),
+            Route(f"{prefix}/embeddings", embeddings.handle, methods=["POST"]),
         ]
     routes += [
         Route("/v1/models", models.list, methods=["GET"]),

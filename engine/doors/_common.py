@@ -8,6 +8,7 @@ answer, and an encoder for a stream of chunks. Errors are rendered by the door's
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from engine.access_log import note as access_note
 from engine.controls import merge, options_from_headers, validate
 from engine.errors import RequestError, ThriftyError, translate
+from engine.ledger import new_request_id
 from engine.limits import check_request, check_request_id
 from engine.types import Meta
 from router.types import ChatChunk, ChatRequest, ChatResponse
@@ -78,16 +80,24 @@ class ChatDoor:
         return json_encode(err.body())
 
     # -- shared ------------------------------------------------------------------------------------------
-    def error(self, exc: BaseException) -> Response:
+    def error(self, exc: BaseException, started_ns: int | None = None) -> Response:
+        """The door's error shape, with the ``x-thrifty-*`` headers a chat error carries."""
+        from engine.server import error_headers
+
         err = translate(exc)
         if err.status >= 500 and not isinstance(exc, ThriftyError):
             log.exception("internal error", exc_info=exc)
-        return JSONBytes(self.error_body(err), status_code=err.status)
+        headers = error_headers(err, new_request_id(), started_ns) or {}
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
+        return JSONBytes(self.error_body(err), status_code=err.status, headers=headers)
 
     async def handle(self, request: Request) -> Response:
         from engine.server import meta_headers
 
         proxy, limits = self.proxy, self.proxy.limits
+        started = time.perf_counter_ns()
         client_id = request.headers.get("x-request-id")  # stored beside the server's id, never a key
         tenant: str | None = None
         try:
@@ -110,7 +120,7 @@ class ChatDoor:
                                                 client_request_id=client_id)
         except Exception as exc:
             access_note(request.scope, tenant=tenant)
-            return self.error(exc)
+            return self.error(exc, started)
         access_note(request.scope, meta=result.meta, tenant=tenant)
         return JSONBytes(self.encode(result.response, result.meta, state),
                          headers=meta_headers(result.meta, client_id=client_id))

@@ -137,7 +137,7 @@ class _EventWriter:
                 if call.index not in self.tool_blocks:
                     fn = call.function
                     out += self._start("tool", {"type": "tool_use", "id": call.id or f"toolu_{call.index}",
-                                                "name": fn.name if fn else "", "input": {}})
+                                                "name": (fn.name or "") if fn else "", "input": {}})
                     self.tool_blocks[call.index] = self.block
                 args = call.function.arguments if call.function else ""
                 if args:

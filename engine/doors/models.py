@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from engine.doors._common import JSONBytes, json_encode
 
 if TYPE_CHECKING:
+    from engine.doors.embeddings import EmbeddingsDoor
     from engine.server import Proxy
 
 
@@ -25,9 +26,10 @@ def _error(status: int, message: str, *, param: str | None = None, code: str | N
 
 
 class ModelsDoor:
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Proxy, embeddings: EmbeddingsDoor | None = None) -> None:
         self.proxy = proxy
         self.engine = proxy.engine
+        self.embeddings = embeddings
 
     def served(self) -> dict[str, dict[str, Any]]:
         """Model objects by id: chat models and embedding models with a route on a configured provider."""
@@ -37,9 +39,8 @@ class ModelsDoor:
         for m in self.engine.catalog:
             if any(r.provider in providers for r in m.routes):
                 out[m.id] = {"id": m.id, "object": "model", "created": now, "owned_by": m.vendor}
-        embeddings = getattr(self.engine, "embeddings", None)
-        if embeddings is not None:
-            for e in embeddings.served_models():
+        if self.embeddings is not None:
+            for e in self.embeddings.served_models():
                 out[e.id] = {"id": e.id, "object": "model", "created": now, "owned_by": e.vendor}
         return out
 

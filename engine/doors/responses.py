@@ -178,7 +178,7 @@ class _EventWriter:
                 out += self._text(delta.content)
             for c in delta.tool_calls or ():
                 fn = c.function
-                out += self._call(c.index, c.id, fn.name if fn else "", fn.arguments if fn else "")
+                out += self._call(c.index, c.id, (fn.name or "") if fn else "", (fn.arguments or "") if fn else "")
             if choice.finish_reason:
                 self.finish = choice.finish_reason
         return out

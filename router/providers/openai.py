@@ -9,9 +9,11 @@ import httpx
 import msgspec
 
 from models.schema import Route
+from router.deadline import Deadline
 from router.errors import ServerError
 from router.providers.base import BadEvents, HTTPProvider, error_message
 from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
+from router.providers.embeddings import Embedded, embed_http
 from router.types import ChatChunk, ChatRequest, ChatResponse, StreamOptions, chunk_decoder, response_decoder
 
 _encoder = msgspec.json.Encoder()
@@ -28,7 +30,7 @@ def _decode_response(body: bytes) -> ChatResponse:
 
 class OpenAIProvider(HTTPProvider):
     kind: ClassVar[str] = "openai"
-    __slots__ = ("_extra",)
+    __slots__ = ("_embed_url", "_extra")
     decode_response = staticmethod(_decode_response)
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -40,6 +42,12 @@ class OpenAIProvider(HTTPProvider):
             secrets=(key,) if key else (),
         )
         self._extra = dict(config.extra_body)
+        self._embed_url = httpx.URL(base_url_of(config) + "/embeddings")  # parsed once, like the chat URL
+
+    async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
+                    native: int = 0) -> Embedded:
+        """OpenAI's ``/embeddings`` (the embeddings door's call; ``native`` is for the simulated twin)."""
+        return await embed_http(self, self._embed_url, inputs, model, dimensions, deadline)
 
     def encode(self, request: ChatRequest, route: Route) -> bytes:
         stream_options = request.stream_options

@@ -30,6 +30,7 @@ from router.deadline import Deadline
 from router.errors import UpstreamTimeout
 from router.providers.base import ChunkStream
 from router.providers.config import ProviderConfig
+from router.providers.embeddings import Embedded, labelled_vector
 from router.providers.fields import unsupported
 from router.providers.schema_instance import instance
 from router.types import (
@@ -73,6 +74,13 @@ class SimulatedProvider:
 
     async def aclose(self) -> None:
         return None
+
+    async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
+                    native: int = 0) -> Embedded:
+        """Deterministic labelled vectors (model ``simulated/<model>``): not semantic, never mistaken for real."""
+        dims = dimensions or native or 256
+        return Embedded(vectors=[labelled_vector(model, text, dims) for text in inputs],
+                        prompt_tokens=sum(estimate_tokens(t) for t in inputs), model=f"simulated/{model}")
 
     async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
         response, rng = self._respond(request, route)
