@@ -73,13 +73,21 @@ class ChatDoor:
     def encode(self, response: ChatResponse, meta: Meta, state: Any) -> bytes:
         raise NotImplementedError
 
-    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: Any) -> AsyncIterator[bytes]:
+    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: Any, model: str) -> AsyncIterator[bytes]:
+        """``model``: the name the stream's events carry (``model_label``)."""
         raise NotImplementedError
 
     def error_body(self, err: ThriftyError) -> bytes:
         return json_encode(err.body())
 
     # -- shared ------------------------------------------------------------------------------------------
+    def model_label(self, meta: Meta) -> str:
+        """The model a stream announces before its first chunk: the catalog id, labelled ``simulated/``
+        when a simulated provider answers (as its whole answers are), so it never passes for a real one."""
+        provider = self.engine.dispatcher.providers.get(meta.provider or "")
+        model = meta.model or ""
+        return f"simulated/{model}" if getattr(provider, "kind", "") == "simulated" else model
+
     def error(self, exc: BaseException, started_ns: int | None = None) -> Response:
         """The door's error shape, with the ``x-thrifty-*`` headers a chat error carries."""
         from engine.server import error_headers
@@ -112,9 +120,10 @@ class ChatDoor:
                                             client_request_id=client_id)
                 access_note(request.scope, meta=stream.meta, tenant=tenant)  # final once the stream has ended
                 first = await stream.start()  # errors before any byte: a clean error response
-                headers = {**meta_headers(stream.meta, final=stream.meta.cache != "miss", client_id=client_id),
-                           "cache-control": "no-cache"}
-                return StreamingResponse(self.events(_chunks(stream, first), stream.meta, state),
+                final = stream.meta.cache in ("hit", "exact")  # a replay's cost is known now; an upstream's later
+                headers = {**meta_headers(stream.meta, final=final, client_id=client_id), "cache-control": "no-cache"}
+                return StreamingResponse(self.events(_chunks(stream, first), stream.meta, state,
+                                                         self.model_label(stream.meta)),
                                          media_type="text/event-stream", headers=headers)
             result = await self.engine.complete(req, tenant=tenant, key_name=key_name, options=options,
                                                 client_request_id=client_id)

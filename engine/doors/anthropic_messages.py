@@ -63,13 +63,14 @@ class MessagesDoor(ChatDoor):
             content.append({"type": "tool_use", "id": call.id, "name": call.function.name,
                             "input": _parse_input(call.function.arguments)})
         return json_encode({
-            "id": _message_id(meta), "type": "message", "role": "assistant", "model": meta.model or response.model,
+            "id": _message_id(meta), "type": "message", "role": "assistant", "model": response.model or meta.model or "",
             "content": content, "stop_reason": _stop_reason(choice.finish_reason), "stop_sequence": None,
             "usage": usage_to_anthropic(response.usage),
         })
 
-    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: ChatRequest) -> AsyncIterator[bytes]:
-        return _EventWriter(meta, _input_estimate(state)).run(chunks)
+    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: ChatRequest,
+               model: str) -> AsyncIterator[bytes]:
+        return _EventWriter(meta, _input_estimate(state), model).run(chunks)
 
     async def count_tokens(self, request: Request) -> Response:
         try:
@@ -99,8 +100,8 @@ class _EventWriter:
     """OpenAI-shaped chunks -> the Messages event sequence: message_start, then per content block
     content_block_start / *_delta / content_block_stop, then message_delta (stop_reason, usage), message_stop."""
 
-    def __init__(self, meta: Meta, input_estimate: int) -> None:
-        self.meta = meta
+    def __init__(self, meta: Meta, input_estimate: int, model: str) -> None:
+        self.meta, self.model = meta, model
         self.input_estimate = input_estimate
         self.block = -1  # index of the open content block, -1 when none is open
         self.open_kind = ""  # "text" or "tool"
@@ -150,7 +151,7 @@ class _EventWriter:
 
     async def run(self, chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:
         yield _sse("message_start", {"type": "message_start", "message": {
-            "id": _message_id(self.meta), "type": "message", "role": "assistant", "model": self.meta.model or "",
+            "id": _message_id(self.meta), "type": "message", "role": "assistant", "model": self.model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}})
         try:

@@ -64,10 +64,10 @@ class _Shape:
             "truncation": "disabled", "error": None,
         }
 
-    def response(self, meta: Meta, status: str, output: list[dict[str, Any]], usage: Usage | None,
+    def response(self, meta: Meta, model: str, status: str, output: list[dict[str, Any]], usage: Usage | None,
                  incomplete: dict[str, str] | None = None, created: int | None = None) -> dict[str, Any]:
         return {"id": f"resp_{meta.request_id}", "object": "response", "created_at": created or int(time.time()),
-                "status": status, "model": meta.model or "", "output": output,
+                "status": status, "model": model, "output": output,
                 "usage": _usage(usage) if status != "in_progress" else None,
                 "incomplete_details": incomplete, **self.echo}
 
@@ -93,17 +93,18 @@ class ResponsesDoor(ChatDoor):
         if choice.message.content or not choice.message.tool_calls:
             output.append(_message_item(meta.request_id, choice.message.content or "", "completed"))
         output += [_call_item(c, "completed") for c in choice.message.tool_calls or ()]
-        return json_encode(state.response(meta, status, output, response.usage, incomplete))
+        model = response.model or meta.model or ""
+        return json_encode(state.response(meta, model, status, output, response.usage, incomplete))
 
-    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: _Shape) -> AsyncIterator[bytes]:
-        return _EventWriter(meta, state).run(chunks)
+    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: _Shape, model: str) -> AsyncIterator[bytes]:
+        return _EventWriter(meta, state, model).run(chunks)
 
 
 class _EventWriter:
     """OpenAI-shaped chunks -> Responses stream events, numbered by ``sequence_number``."""
 
-    def __init__(self, meta: Meta, shape: _Shape) -> None:
-        self.meta, self.shape = meta, shape
+    def __init__(self, meta: Meta, shape: _Shape, model: str) -> None:
+        self.meta, self.shape, self.model = meta, shape, model
         self.seq = 0
         self.created = int(time.time())
         self.output: list[dict[str, Any]] = []  # items in output order (mutated as deltas arrive)
@@ -119,7 +120,7 @@ class _EventWriter:
         return b"event: " + kind.encode() + b"\ndata: " + json_encode(payload) + b"\n\n"
 
     def _response(self, status: str, incomplete: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.shape.response(self.meta, status, self.output, self.usage, incomplete, self.created)
+        return self.shape.response(self.meta, self.model, status, self.output, self.usage, incomplete, self.created)
 
     def _close_text(self) -> list[bytes]:
         at = self.text_at

@@ -1,0 +1,74 @@
+"""The Messages and Responses doors on the other paths: the simulated provider (answers labelled), a
+tool call from the simulated provider that validates against the schema, and a stream cut mid-answer
+(ended by the door's own error event, never by a clean stop)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import jsonschema
+import openai
+import pydantic
+from anthropic.types import RawMessageStreamEvent
+from doors_support import WEATHER_SCHEMA, config
+from openai.types.responses import ResponseStreamEvent
+
+from bench.fake_upstream import FakeUpstream, Reply
+
+SIMULATED = {"providers": [{"name": "simulated", "kind": "simulated",
+                            "simulated": {"latency_ms": [0.0, 0.0]}}]}
+
+
+def _events(url: str, path: str, body: dict[str, Any]) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    with httpx.stream("POST", url + path, json=body, timeout=10) as r:
+        out = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    return r, out
+
+
+def test_simulated_answers_are_labelled_on_both_doors(serve, tmp_path: Path) -> None:
+    live, _ = serve({"data_dir": str(tmp_path / "data"), **SIMULATED})
+    claude = anthropic.Anthropic(base_url=live.url, api_key="x", max_retries=0)
+    msg = claude.messages.create(model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert msg.model == "simulated/gpt-4o-mini" and "[simulated" in msg.content[0].text  # type: ignore[union-attr]
+    with claude.messages.stream(model="gpt-4o-mini", max_tokens=50,
+                                messages=[{"role": "user", "content": "Hello there"}]) as stream:
+        final = stream.get_final_message()
+    assert final.model == "simulated/gpt-4o-mini"
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+    resp = client.responses.create(model="gpt-4o-mini", input="Hi")
+    assert resp.model == "simulated/gpt-4o-mini" and "[simulated" in resp.output_text
+    with client.responses.stream(model="gpt-4o-mini", input="Hello there") as rs:
+        done = rs.get_final_response()
+    assert done.model == "simulated/gpt-4o-mini"
+
+
+def test_simulated_tool_call_validates_against_schema(serve, tmp_path: Path) -> None:
+    live, _ = serve({"data_dir": str(tmp_path / "data"), **SIMULATED})
+    claude = anthropic.Anthropic(base_url=live.url, api_key="x", max_retries=0)
+    msg = claude.messages.create(
+        model="gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=[{"name": "get_weather", "input_schema": WEATHER_SCHEMA}], tool_choice={"type": "any"})
+    use = next(b for b in msg.content if b.type == "tool_use")
+    jsonschema.validate(use.input, WEATHER_SCHEMA)  # type: ignore[union-attr]
+    assert msg.stop_reason == "tool_use"
+
+
+def test_stream_cut_mid_answer_ends_with_error_event(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(config(tmp_path, upstream, "openai"))
+    anthropic_events = pydantic.TypeAdapter(RawMessageStreamEvent)
+    responses_events = pydantic.TypeAdapter(ResponseStreamEvent)
+    upstream.script(Reply(cut_after=3))
+    _, events = _events(live.url, "/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 50, "stream": True,
+                                                   "messages": [{"role": "user", "content": "Tell a story."}]})
+    assert events[-1]["type"] == "error" and all(e["type"] != "message_stop" for e in events)
+    for e in events[:-1]:
+        anthropic_events.validate_python(e)
+    upstream.script(Reply(cut_after=3))
+    _, events = _events(live.url, "/v1/responses", {"model": "gpt-4o-mini", "input": "Tell a story.", "stream": True})
+    assert events[-1]["type"] == "error" and all(e["type"] != "response.completed" for e in events)
+    for e in events:
+        responses_events.validate_python(e)
