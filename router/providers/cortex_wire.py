@@ -134,7 +134,7 @@ def usage_from_cortex(u: dict[str, Any] | None) -> Usage | None:
 class CortexStreamTranslator:
     """Cortex SSE chunks -> ChatChunks; tool-call ids get OpenAI-style indexes."""
 
-    __slots__ = ("_calls", "created", "finish", "id", "model", "usage")
+    __slots__ = ("_calls", "_role_sent", "created", "finish", "id", "model", "usage")
 
     def __init__(self) -> None:
         self.created = int(time.time())  # every chunk of one answer carries the same timestamp
@@ -143,6 +143,7 @@ class CortexStreamTranslator:
         self.model = ""
         self.usage: Usage | None = None
         self.finish: str | None = None
+        self._role_sent = False  # OpenAI's first chunk names the role; Cortex's never does
 
     def _tool_delta(self, call_id: str, name: str | None, arguments: str) -> ToolCallDelta:
         if call_id not in self._calls:
@@ -173,8 +174,10 @@ class CortexStreamTranslator:
             self.finish = finish
         if not text and not calls and not finish:
             return None
+        role = None if self._role_sent else "assistant"
+        self._role_sent = True
         return ChatChunk(id=self.id, model=self.model, created=self.created, choices=[ChunkChoice(
-            index=0, delta=Delta(content=text or None, tool_calls=calls or None), finish_reason=finish)])
+            index=0, delta=Delta(role=role, content=text or None, tool_calls=calls or None), finish_reason=finish)])
 
     def closing(self) -> list[ChatChunk]:
         """At a clean end of body: the finish chunk Cortex may not send, then usage."""
@@ -182,7 +185,8 @@ class CortexStreamTranslator:
         if self.finish is None:
             finish = "tool_calls" if self._calls else "stop"
             out.append(ChatChunk(id=self.id, model=self.model, created=self.created,
-                                 choices=[ChunkChoice(index=0, delta=Delta(), finish_reason=finish)]))
+                                 choices=[ChunkChoice(index=0, delta=Delta(role=None if self._role_sent else "assistant"),
+                                                      finish_reason=finish)]))
         if self.usage is not None:
             out.append(ChatChunk(id=self.id, model=self.model, created=self.created, choices=[], usage=self.usage))
         return out
