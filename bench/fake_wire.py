@@ -53,20 +53,23 @@ def openai_events(full: ChatResponse, *, include_usage: bool, finish: bool = Tru
     head = {"id": full.id, "object": "chat.completion.chunk", "created": full.created, "model": full.model,
             "system_fingerprint": FINGERPRINT}
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return b"data: " + _enc.encode({**head, "choices": [choice]}) + b"\n\n"
 
-    message = full.choices[0].message
-    events = [chunk({"role": "assistant", "content": "" if message.content else None, "refusal": None})]
-    events.extend(chunk({"content": p}) for p in (pieces(message.content) if message.content else []))
-    for i, call in enumerate(message.tool_calls or []):
-        events.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
-                                             "function": {"name": call.function.name, "arguments": ""}}]}))
-        events.extend(chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
-                      for p in pieces(call.function.arguments, 5))
-    if finish:
-        events.append(chunk({}, full.choices[0].finish_reason))
+    events: list[bytes] = []
+    for c in full.choices:  # n > 1: each choice's chunks in turn, told apart by ``index``
+        message = c.message
+        events.append(chunk(c.index, {"role": "assistant", "content": "" if message.content else None,
+                                      "refusal": None}))
+        events.extend(chunk(c.index, {"content": p}) for p in (pieces(message.content) if message.content else []))
+        for i, call in enumerate(message.tool_calls or []):
+            events.append(chunk(c.index, {"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                                          "function": {"name": call.function.name, "arguments": ""}}]}))
+            events.extend(chunk(c.index, {"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+                          for p in pieces(call.function.arguments, 5))
+        if finish:
+            events.append(chunk(c.index, {}, c.finish_reason))
     if include_usage:
         events.append(b"data: " + _enc.encode({**head, "choices": [], "usage": openai_usage(full.usage)}) + b"\n\n")
     if done:

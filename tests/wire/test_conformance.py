@@ -135,3 +135,76 @@ def test_models_list_and_one_model(proxies: dict[str, Any]) -> None:
         missing = h.get("/v1/models/no-such-model-anywhere")
         assert missing.status_code == 404
         CONFORMANCE.error("openai", "models", missing.json())
+
+
+RICH_REQUEST: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You answer tersely."},
+        {"role": "user", "content": "What's the weather in Paris and in Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call_b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "21 C, sunny"},
+        {"role": "tool", "tool_call_id": "call_b", "content": "25 C, cloudy"},
+        {"role": "user", "content": [{"type": "text", "text": "Summarise both in one JSON object."}]},
+    ],
+    "tools": TOOLS, "tool_choice": "auto", "parallel_tool_calls": True,
+    "response_format": {"type": "json_schema", "json_schema": {"name": "summary", "strict": True, "schema": {
+        "type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"],
+        "additionalProperties": False}}},
+    "temperature": 0.2, "top_p": 0.9, "seed": 7, "presence_penalty": 0.1, "frequency_penalty": 0.1,
+    "max_completion_tokens": 200, "stop": ["\n\n\n"], "logprobs": True, "top_logprobs": 2, "user": "u-1",
+}
+KEPT = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p", "seed",
+        "presence_penalty", "frequency_penalty", "stop", "logprobs", "top_logprobs")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_what_reaches_an_openai_upstream_is_a_valid_request_keeping_the_callers_fields(
+        stream: bool, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    live, _ = proxies["openai"]
+    fake.script(Reply(text='{"summary": "Paris 21 C sunny, Rome 25 C cloudy."}'))
+    ask = {"role": "user", "content": [{"type": "text", "text": f"Summarise both in one JSON object ({stream=})."}]}
+    body = {**RICH_REQUEST, "messages": [*RICH_REQUEST["messages"][:-1], ask], "stream": stream}
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    sent = fake.requests[-1].body
+    CONFORMANCE.other("openai", "upstream request", "CreateChatCompletionRequest", sent)
+    missing = {k: body[k] for k in KEPT if sent.get(k) != body[k]}
+    assert not missing, f"dropped or changed on the way upstream: {missing}"
+    assert [t["type"] for t in sent["tools"]] == ["function"]
+    assert [c["type"] for c in sent["messages"][2]["tool_calls"]] == ["function", "function"]
+    assert sent["max_completion_tokens"] == 200 or sent.get("max_tokens") == 200
+
+
+def _refused_naming_n(provider: str, path: str, r: httpx.Response) -> bool:
+    if r.status_code != 400:
+        return False
+    CONFORMANCE.error(provider, path, r.json())
+    error = r.json()["error"]
+    assert error.get("param") == "n" or "'n'" in error["message"], error
+    return True
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_n_choices_on_every_provider(provider: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    """``n=2`` gets two choices (passed through, or emulated by fan-out), or a 400 that names ``n``."""
+    live, _ = proxies[provider]
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/chat/completions", json=_ask("Give me a name for a cat.", n=2))
+        s = h.post("/v1/chat/completions", json=_ask("Give me a name for a dog.", n=2, stream=True))
+    if not _refused_naming_n(provider, "n=2 refused", r):
+        assert r.status_code == 200, r.text
+        CONFORMANCE.body(provider, "n=2", r.json())
+        assert sorted(c["index"] for c in r.json()["choices"]) == [0, 1]
+    if _refused_naming_n(provider, "n=2 stream refused", s):
+        return
+    data = sse_data(s.text)
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    for chunk in chunks:
+        CONFORMANCE.chunk(provider, "n=2 stream", chunk)
+    finished = {c["index"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]}
+    assert finished == {0, 1}

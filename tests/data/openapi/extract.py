@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 ROOTS = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "ErrorResponse",
-         "ListModelsResponse", "Model", "CreateEmbeddingResponse"]
+         "ListModelsResponse", "Model", "CreateEmbeddingResponse", "CreateChatCompletionRequest"]
 PREFIX = "#/components/schemas/"
 
 
