@@ -23,7 +23,9 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        # The header limits and read timeouts of `thrifty serve` (engine.http_limits), from the app's config.
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                http="engine.http_limits:GuardedHttpTools")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
