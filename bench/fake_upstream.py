@@ -58,6 +58,7 @@ class _WireRequest(msgspec.Struct):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     tools: list[Tool] | None = None
+    n: int | None = None
 
 CONTEXT_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "openai": (400, {"error": {
@@ -251,11 +252,12 @@ class FakeUpstream:
         usage = reply.usage
         if usage is None:
             prompt = 8 + 4 * len(request.messages)
-            completion = len((text or "").split()) + 2 * len(reply.tool_calls or [])
+            completion = (len((text or "").split()) + 2 * len(reply.tool_calls or [])) * (request.n or 1)
             usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+        message = ResponseMessage(content=text, tool_calls=reply.tool_calls)
         return ChatResponse(id="fake-1", model=model, created=1_700_000_000, usage=usage,
-                            choices=[Choice(index=0, message=ResponseMessage(content=text, tool_calls=reply.tool_calls),
-                                            finish_reason=finish)])
+                            choices=[Choice(index=i, message=message, finish_reason=finish)
+                                     for i in range(request.n or 1)])  # n choices, as OpenAI answers ``n``
 
     def _json(self, payload: Any, reply: Reply) -> web.Response:
         data = _enc.encode(payload)
@@ -292,7 +294,7 @@ class FakeUpstream:
         body, reply = begun
         wire = msgspec.convert(body, _WireRequest)
         chat = ChatRequest(messages=wire.messages, model=wire.model, stream=wire.stream,
-                           stream_options=wire.stream_options, tools=wire.tools)
+                           stream_options=wire.stream_options, tools=wire.tools, n=wire.n)
         full = self._response(chat, reply, chat.model)
         if not chat.stream:
             return self._json(openai_body(full), reply)
