@@ -63,6 +63,7 @@ class Engine:
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.pipeline = Pipeline(self)
         self._cache: Any = None
+        self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
         self._start_lock = threading.Lock()
         # Cache writes leave the request path: one writer thread, so LMDB sees a single writer here.
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-store")
@@ -172,8 +173,8 @@ class Engine:
     async def embed(self, text: str) -> np.ndarray:
         return await self.parts.embed(text)
 
-    def deadline(self) -> Any:
-        return self.parts.deadline()
+    def deadline(self, options: ThriftyOptions | None = None) -> Any:
+        return self.parts.deadline(options)
 
     def rank(self, request: ChatRequest, vector: np.ndarray | None, *, tenant: str,
              options: ThriftyOptions, policy: str | None) -> Any:

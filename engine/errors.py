@@ -12,6 +12,7 @@
     ├── BudgetExceeded        429     a hard budget limit was reached and the policy is to reject
     ├── CacheFailure          500     the cache directory is unusable (wraps cache.errors.CacheError)
     └── UpstreamError         502     every attempt failed (carries each attempt's error)
+        ├── ServiceUnavailable 503    every usable deployment's circuit is open (Retry-After)
         └── UpstreamTimeout   504     the total deadline passed first
 
 The rooms below (``cache``, ``router``) cannot import ``engine``, so each has its own errors; they are
@@ -20,6 +21,7 @@ translated here, at the boundary, by :func:`translate` (``raise translate(e) fro
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -102,6 +104,18 @@ class UpstreamError(ThriftyError):
     type = "upstream_error"
 
 
+class ServiceUnavailable(UpstreamError):
+    """Every deployment that could answer has an open circuit: retry after ``retry_after`` seconds."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "circuit_open"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, math.ceil(retry_after or 0))  # whole seconds, as Retry-After wants
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "deadline_exceeded"
@@ -125,6 +139,7 @@ def _translation_table() -> list[tuple[type[BaseException], type[ThriftyError]]]
         (cache_errors.CacheError, CacheFailure),
         (model_errors.UnknownModelError, RequestError),
         (model_errors.CatalogError, ConfigError),
+        (router_errors.CircuitsOpen, ServiceUnavailable),
         (router_errors.NoCandidatesError, NoRouteError),
         (router_errors.UnknownModel, RequestError),
         (router_errors.DeadlineExceeded, UpstreamTimeout),
@@ -149,6 +164,20 @@ def translate(exc: BaseException) -> ThriftyError:
             # 400-class answer with the provider's message; a rejected key (401/403) is the operator's
             # configuration, so it stays a gateway failure (502).
             if target is UpstreamError and isinstance(status, int) and status in (400, 404, 422):
-                return RequestError(str(exc), details=_attempts_of(exc))
+                return _passed_back(exc)
+            if target is ServiceUnavailable:
+                return ServiceUnavailable(str(exc), retry_after=getattr(exc, "retry_after", None),
+                                          details=_attempts_of(exc))
             return target(str(exc), details=_attempts_of(exc))
     return ThriftyError(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _passed_back(exc: BaseException) -> RequestError:
+    """A provider's 4xx keeps its meaning: its own ``code``, ``type`` and ``param`` where it gave them."""
+    err = RequestError(str(exc), param=getattr(exc, "param", None), details=_attempts_of(exc))
+    code, kind = getattr(exc, "code", None), getattr(exc, "type", None)
+    if code:
+        err.code = code
+    if kind:
+        err.type = kind
+    return err

@@ -141,7 +141,7 @@ class Pipeline:
             if response is None:
                 candidates = self.route(ctx)
                 t = time.perf_counter_ns()
-                result = await self.e.dispatcher.complete(ctx.request, candidates, self.e.deadline())
+                result = await self.e.dispatcher.complete(ctx.request, candidates, self.e.deadline(ctx.options))
                 ctx.upstream_ns = time.perf_counter_ns() - t
                 ctx.lap("dispatch")
                 response = result.response
@@ -223,7 +223,7 @@ class EngineStream:
             candidates = p.route(ctx)
             self._t_upstream = time.perf_counter_ns()
             # Dispatch retries and falls back until a stream has produced its first content chunk.
-            self._upstream = await p.e.dispatcher.stream(ctx.request, candidates, p.e.deadline())
+            self._upstream = await p.e.dispatcher.stream(ctx.request, candidates, p.e.deadline(ctx.options))
             ctx.lap("first_chunk")
             cand = self._upstream.candidate
             ctx.meta.model, ctx.meta.provider = cand.model.id, cand.route.provider

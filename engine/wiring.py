@@ -27,7 +27,7 @@ from models.schema import ModelEntry, Route
 from router import Constraints, Decision, Router, RoutingRule, load_rules
 from router.deadline import Deadline
 from router.dispatch import Dispatcher, DispatchPolicy
-from router.providers import build_providers
+from router.providers import HTTPProvider, build_providers
 from router.types import ChatRequest, ThriftyOptions
 
 EMBED_DIM = 384  # all-MiniLM-L6-v2; the router's classifier and predictor are fitted on this space
@@ -68,6 +68,13 @@ def build_catalog(settings: Settings) -> Catalog:
     return _with_routes(catalog, routes, settings.source)
 
 
+def _bind_vendors(providers: Mapping[str, Any], catalog: Catalog) -> None:
+    """Gateways whose headers depend on a model's vendor (the portkey preset) learn each route's vendor."""
+    for name, provider in providers.items():
+        if isinstance(provider, HTTPProvider):
+            provider.bind_vendors({r.model: e.vendor for e in catalog for r in e.routes if r.provider == name})
+
+
 def build_encoder(settings: Settings) -> Encoder:
     if settings.raw.cache.encoder == "hashing":
         return HashingEncoder(EMBED_DIM)
@@ -82,6 +89,7 @@ class Components:
         self.settings = settings
         self.catalog = build_catalog(settings)
         self.providers = build_providers(settings.providers)
+        _bind_vendors(self.providers, self.catalog)
         self.dispatcher = Dispatcher(self.providers, policy=DispatchPolicy(
             total_timeout=raw.dispatch.deadline_s, fallback=raw.dispatch.fallback))
         self._rules: tuple[RoutingRule, ...] = raw.routing.rules

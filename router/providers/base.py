@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -33,7 +33,7 @@ from router.errors import (
     UpstreamTimeout,
     redact,
 )
-from router.providers.config import ProviderConfig
+from router.providers.config import ProviderConfig, route_headers, vendor_keys
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 log = logging.getLogger("thrifty.router")
@@ -159,7 +159,7 @@ class HTTPProvider:
     """Shared HTTP machinery: one lazily created, pooled ``httpx.AsyncClient`` per provider."""
 
     kind: ClassVar[str] = ""
-    __slots__ = ("_client", "_headers", "_parsed_url", "_secrets", "_url", "config", "name")
+    __slots__ = ("_client", "_headers", "_parsed_url", "_route_headers", "_secrets", "_url", "config", "name")
 
     def __init__(self, config: ProviderConfig, *, url: str, headers: dict[str, str], secrets: tuple[str, ...]):
         self.config = config
@@ -169,6 +169,7 @@ class HTTPProvider:
         self._headers = {"content-type": "application/json", **headers}
         self._secrets = secrets
         self._client: httpx.AsyncClient | None = None
+        self._route_headers: dict[str, dict[str, str]] = {}  # route model -> extra headers (bind_vendors)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self._url!r})"
@@ -193,6 +194,14 @@ class HTTPProvider:
             client = self._client = self._new_client()
         return client
 
+    def bind_vendors(self, vendors: Mapping[str, str]) -> None:
+        """A gateway preset's per-vendor headers (Portkey: x-portkey-provider and the vendor's key), from
+        the catalog's ``route model -> vendor`` for this provider: built once, looked up per request."""
+        keys = vendor_keys(self.config)
+        self._secrets = (*self._secrets, *keys.values())
+        self._route_headers = {model: h for model, vendor in vendors.items()
+                               if (h := route_headers(self.config, vendor, keys, self._headers))}
+
     def warm(self) -> None:
         """Build the pooled client now (imports, TLS context), not on the first request."""
         _ = self.client
@@ -211,10 +220,11 @@ class HTTPProvider:
     def is_context_error(self, status: int, message: str) -> bool:
         return status in (400, 413, 422) and _CONTEXT_RE.search(message) is not None
 
-    async def post(self, body: bytes, deadline: Deadline, *, url: str | None = None) -> httpx.Response:
+    async def post(self, body: bytes, deadline: Deadline, *, url: str | None = None,
+                   headers: dict[str, str] | None = None) -> httpx.Response:
         """POST and return the response with its status checked; the body is not yet read."""
         request = self.client.build_request(
-            "POST", url or self._parsed_url, content=body, timeout=self._timeout(deadline)
+            "POST", url or self._parsed_url, content=body, headers=headers, timeout=self._timeout(deadline)
         )
         try:
             response = await self.client.send(request, stream=True)
@@ -304,7 +314,8 @@ class HTTPProvider:
 
     async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
         """POST the encoded request; an SSE stream of chunks or one decoded answer."""
-        response = await self.post(self.encode(request, route), deadline)
+        response = await self.post(self.encode(request, route), deadline,
+                                   headers=self._route_headers.get(route.model))
         if request.stream:
             await self.check_event_stream(response)
             bad = BadEvents(self.config.retries.max_bad_events)

@@ -70,6 +70,9 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, om
     auth_token_type: str | None = None  # Cortex: KEYPAIR_JWT, PROGRAMMATIC_ACCESS_TOKEN, OAUTH
     anthropic_version: str = "2023-06-01"
     params: dict[str, str] = {}  # preset template parameters, e.g. {"site_url": ..., "app_name": ...}
+    # A gateway that calls the vendor with the caller's key (Portkey without virtual keys): model vendor ->
+    # the NAME of the environment variable holding that vendor's key, sent per request (``{vendor_key}``).
+    vendor_keys: dict[str, str] = {}
 
 
 class PresetSpec(msgspec.Struct, frozen=True):
@@ -77,6 +80,12 @@ class PresetSpec(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     auth_header: str | None = "Authorization"  # None: the preset puts the key in its own header
     auth_scheme: str = "Bearer "
+    # Headers that depend on the model's vendor, filled once per route: ``{vendor}`` is the gateway's name
+    # for the vendor (``vendor_slugs``, else thrifty's), ``{vendor_key}`` that vendor's key (``vendor_keys``).
+    # A header whose values are missing, or that the static headers already set, is left out.
+    route_headers: dict[str, str] = {}
+    vendor_slugs: dict[str, str] = {}
+    route_headers_unless: str | None = None  # a static header that makes the route headers moot
 
 
 PRESETS: dict[str, PresetSpec] = {
@@ -84,6 +93,9 @@ PRESETS: dict[str, PresetSpec] = {
         "https://openrouter.ai/api/v1",
         {"HTTP-Referer": "{param:site_url}", "X-Title": "{param:app_name}"},
     ),
+    # https://portkey.ai/docs/api-reference/inference-api/headers: the Portkey key in x-portkey-api-key,
+    # and either a virtual key (params.virtual_key) or x-portkey-provider + the vendor's own key as
+    # ``Authorization: Bearer`` (vendor_keys), chosen per model vendor.
     "portkey": PresetSpec(
         "https://api.portkey.ai/v1",
         {
@@ -92,6 +104,10 @@ PRESETS: dict[str, PresetSpec] = {
             "x-portkey-provider": "{param:provider}",
         },
         auth_header=None,
+        route_headers={"x-portkey-provider": "{vendor}", "Authorization": "Bearer {vendor_key}"},
+        vendor_slugs={"mistral": "mistral-ai"},  # the vendors the catalog routes through Portkey: openai,
+        # anthropic, google and mistral; Portkey names the last "mistral-ai"
+        route_headers_unless="x-portkey-virtual-key",  # a virtual key carries the provider and its key
     ),
     "together": PresetSpec("https://api.together.xyz/v1", {}),
     "helicone": PresetSpec(
@@ -172,6 +188,39 @@ def auth_headers(config: ProviderConfig, api_key: str | None, *, scheme: str = "
         if value is not None:
             headers[name] = value
     return headers
+
+
+def vendor_keys(config: ProviderConfig) -> dict[str, str]:
+    """The vendors' keys a gateway forwards (read once, at build time); a named variable must be set."""
+    keys = {}
+    for vendor, env in config.vendor_keys.items():
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"provider {config.name!r}: environment variable {env} (vendor_keys.{vendor}) is not set")
+        keys[vendor] = value
+    return keys
+
+
+def route_headers(config: ProviderConfig, vendor: str, keys: dict[str, str], static: dict[str, str]) -> dict[str, str]:
+    """The preset's per-vendor headers for a model of ``vendor`` (empty when the preset has none)."""
+    spec = PRESETS.get(config.preset) if config.preset else None
+    if spec is None or not spec.route_headers:
+        return {}
+    taken = {k.lower() for k in static}
+    if spec.route_headers_unless is not None and spec.route_headers_unless.lower() in taken:
+        return {}
+    values = {"{vendor}": spec.vendor_slugs.get(vendor, vendor), "{vendor_key}": keys.get(vendor)}
+    out: dict[str, str] = {}
+    for name, template in spec.route_headers.items():
+        if name.lower() in taken:
+            continue
+        value: str | None = template
+        for marker, fill in values.items():
+            if value is not None and marker in value:
+                value = None if fill is None else value.replace(marker, fill)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def base_url_of(config: ProviderConfig) -> str:

@@ -12,7 +12,7 @@ Wire format (Snowflake's Cortex REST API reference): request ``model``, ``messag
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -174,7 +174,7 @@ class CortexStreamTranslator:
             self.finish = finish
         if not text and not calls and not finish:
             return None
-        role = None if self._role_sent else "assistant"
+        role: Literal["assistant"] | None = None if self._role_sent else "assistant"
         self._role_sent = True
         return ChatChunk(id=self.id, model=self.model, created=self.created, choices=[ChunkChoice(
             index=0, delta=Delta(role=role, content=text or None, tool_calls=calls or None), finish_reason=finish)])

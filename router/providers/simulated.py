@@ -111,14 +111,16 @@ class SimulatedProvider:
             call = ToolCall(id=f"call_sim_{rid[4:]}_{i}",
                             function=FunctionCall(name=tool.function.name, arguments=_json.encode(args).decode()))
             return Choice(index=i, message=ResponseMessage(tool_calls=[call]), finish_reason="tool_calls")
-        text = self._text(i, request, route, rng)
+        text, cut = self._text(i, request, route, rng)
         rf = request.response_format
-        if rf is not None and rf.type == "json_object":
-            text = _json.encode({"answer": text, "simulated": True}).decode()
-        elif rf is not None and rf.type == "json_schema":
-            schema = (rf.json_schema or {}).get("schema") or {"type": "object"}
-            text = _json.encode(instance(schema, rng)).decode()
-        return Choice(index=i, message=ResponseMessage(content=text), finish_reason="stop")
+        if rf is not None and rf.type != "text":  # JSON is never cut: a truncated object would not parse
+            cut = False
+            if rf.type == "json_object":
+                text = _json.encode({"answer": text, "simulated": True}).decode()
+            else:
+                schema = (rf.json_schema or {}).get("schema") or {"type": "object"}
+                text = _json.encode(instance(schema, rng)).decode()
+        return Choice(index=i, message=ResponseMessage(content=text), finish_reason="length" if cut else "stop")
 
     def _pick_tool(self, request: ChatRequest, rng: random.Random) -> Tool | None:
         """The tool to call, or None for a text answer (what a model would do under this tool_choice)."""
@@ -135,7 +137,8 @@ class SimulatedProvider:
             return None  # the tool answered: a model would now reply in words, ending the agent loop
         return rng.choice(tools)
 
-    def _text(self, i: int, request: ChatRequest, route: Route, rng: random.Random) -> str:
+    def _text(self, i: int, request: ChatRequest, route: Route, rng: random.Random) -> tuple[str, bool]:
+        """The prose answer, and whether max_tokens cut it (finish_reason ``length``, as from a model)."""
         question = text_of(request.messages[-1].content).strip().replace("\n", " ") if request.messages else ""
         if len(question) > 80:
             question = question[:77] + "..."
@@ -146,7 +149,9 @@ class SimulatedProvider:
             parts.append(rng.choice(_SENTENCES))
         text = " ".join(parts)
         cap = request.max_completion_tokens or request.max_tokens
-        return text[: max(1, cap * 4)] if cap is not None else text
+        if cap is None or len(text) <= max(1, cap * 4):
+            return text, False
+        return text[: max(1, cap * 4)], True
 
     # ------------------------------------------------------------------------------------------ timing
     async def _sleep(self, rng: random.Random, deadline: Deadline) -> None:

@@ -216,3 +216,22 @@ async def test_simulated_json_answers_validate_and_n_gives_n_choices(
     texts = await send(sim, req(n=2))
     assert isinstance(texts, ChatResponse)
     assert texts.choices[0].message.content != texts.choices[1].message.content
+
+
+async def test_simulated_max_tokens_cuts_prose_with_finish_length(make_provider: Callable[..., Provider]) -> None:
+    cut = await send(make_provider("simulated"), req(max_tokens=3))
+    assert isinstance(cut, ChatResponse) and cut.choices[0].finish_reason == "length"
+    assert len(cut.choices[0].message.content or "") == 12
+
+
+async def test_openai_requests_keep_tool_types_and_drop_thrifty_controls(make_provider: Callable[..., Provider]) -> None:
+    provider = make_provider("openai")
+    request = req(tools=[WEATHER], thrifty={"cache_mode": "off"}, messages=[
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"}])
+    body = json.loads(provider.encode(request, Route(provider="openai", model="gpt-4o-mini")))  # type: ignore[attr-defined]
+    assert body["tools"] == [WEATHER]
+    assert body["messages"][1]["tool_calls"][0]["type"] == "function"
+    assert "thrifty" not in body and body["model"] == "gpt-4o-mini"
