@@ -95,6 +95,11 @@ class Reply:
     content_type: str | None = None
     oversized: int | None = None  # pad a JSON body to at least this many bytes
     events: list[bytes] | None = None  # a recorded stream, replayed byte for byte (see ``transcript``)
+    cut_mid: bool = False  # with cut_after: half of that event goes out before the drop (a cut inside an event)
+    bad_events: tuple[int, ...] = ()  # stream: an undecodable event goes out before each of these event indices
+    continues: bool = False  # answer only the rest of the text after the request's last assistant message
+    overlap: int = 0  # with continues: repeat this many characters of the seam first (a model that restarts)
+    reject_prefill: bool = False  # 400 when the last message is the assistant's (APIs without prefill)
 
     @classmethod
     def transcript(cls, name: str | Path, **kwargs: Any) -> Reply:
@@ -151,6 +156,10 @@ class FakeUpstream:
     # -------------------------------------------------------------------------------- scripting
     def script(self, *replies: Reply, model: str | None = None) -> None:
         (self._by_model.setdefault(model, deque()) if model else self._queue).extend(replies)
+
+    def unscript(self, model: str | None = None) -> None:
+        """Drop the replies still queued for ``model`` (or the global queue): e.g. the end of an outage."""
+        (self._by_model.get(model, deque()) if model else self._queue).clear()
 
     def reset(self) -> None:
         self._by_model.clear()
@@ -232,6 +241,9 @@ class FakeUpstream:
         reply = self._next(str(body.get("model", "")))
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        messages = body.get("messages")
+        if reply.reject_prefill and isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
+            return web.json_response(PREFILL_REJECTED, status=400)
         if reply.events is not None:
             return await self._sse(request, reply, reply.events)
         return self._fault(reply) or (body, reply)
@@ -248,6 +260,8 @@ class FakeUpstream:
 
     def _response(self, request: ChatRequest, reply: Reply, model: str) -> ChatResponse:
         text = reply.text if reply.text is not None else (self.answer if not reply.tool_calls else None)
+        if reply.continues and text:
+            text = _rest_of(text, request.messages, reply.overlap)
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
         usage = reply.usage
         if usage is None:
@@ -276,7 +290,11 @@ class FakeUpstream:
                             events: list[bytes]) -> None:
         await response.prepare(request)
         for i, event in enumerate(events):
+            if i in reply.bad_events:
+                await response.write(b'data: {"id": "broken", "choices": [{"delta": \n\n')
             if reply.cut_after is not None and i >= reply.cut_after:
+                if reply.cut_mid:
+                    await response.write(event[: len(event) // 2])
                 if request.transport is not None:
                     request.transport.abort()  # drop the connection mid-body: a truncated stream
                 return
@@ -350,6 +368,17 @@ class FakeUpstream:
 
 
 _DEFAULT = Reply()
+PREFILL_REJECTED = {"error": {"message": "This model does not support assistant message prefill: the "
+                                         "conversation must end with a user message.",
+                              "type": "invalid_request_error", "param": "messages", "code": "prefill_unsupported"}}
+
+
+def _rest_of(text: str, messages: list[Message], overlap: int) -> str:
+    """What is left of ``text`` after the last assistant message (a prefill or a cut answer sent back)."""
+    sent = next((m.content for m in reversed(messages) if m.role == "assistant" and isinstance(m.content, str)), "")
+    if not sent or not text.startswith(sent):
+        return text
+    return text[max(0, len(sent) - overlap):]
 
 
 def usage(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> Usage:

@@ -27,6 +27,7 @@ from models.schema import ModelEntry, Route
 from router import Constraints, Decision, Router, RoutingRule, load_rules
 from router.deadline import Deadline
 from router.dispatch import Dispatcher, DispatchPolicy
+from router.errors import CircuitsOpen
 from router.providers import HTTPProvider, build_providers
 from router.types import ChatRequest, ThriftyOptions
 
@@ -146,10 +147,21 @@ class Components:
         )
         if vector is None:
             vector = np.zeros(self.encoder.dim, dtype=np.float32)
-        return self.router.rank(request, vector, constraints)
+        try:
+            return self.router.rank(request, vector, constraints)
+        except CircuitsOpen as exc:
+            exc.retry_after = self.dispatcher.breakers.retry_after(exc.deployments)
+            raise
 
-    def deadline(self) -> Deadline:
-        return Deadline(self.settings.raw.dispatch.deadline_s)
+    def deadline(self, options: ThriftyOptions | None = None) -> Deadline:
+        """The request's deadline: the caller's limits (``thrifty.ttft_s/stall_s/deadline_s``) may shorten
+        the operator's, never lengthen them (dispatch also caps TTFT and stall by the provider's own)."""
+        total = self.settings.raw.dispatch.deadline_s
+        if options is None:
+            return Deadline(total)
+        if options.deadline_s is not None:
+            total = options.deadline_s if total is None else min(total, options.deadline_s)
+        return Deadline(total, ttft=options.ttft_s, stall=options.stall_s)
 
     def open_circuits(self) -> int:
         return sum(1 for s in self.dispatcher.breakers.states().values() if s == "open")

@@ -276,26 +276,31 @@ class Dispatcher:
         segments = [seg]
         original: ProviderError | None = None
         current: _Segment | None = seg
+        # Usage is always asked of the upstream (for the cost); the caller gets the usage-only chunk
+        # (choices: []) only when it asked for one.
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
         try:
             while current is not None:
+                now = current
                 try:
-                    async for chunk in self._read(current, deadline):
-                        for out in current.splice(chunk):
+                    async for chunk in self._read(now, deadline):
+                        for out in now.splice(chunk):
                             acc.feed(out)
-                            yield out
-                    for out in current.flush():
+                            if out.choices or include_usage:
+                                yield out
+                    for out in now.flush():
                         acc.feed(out)
                         yield out
                     if not acc.finished:
-                        raise IncompleteStream("stream ended without a finish_reason", provider=current.provider.name)
-                    self._end_segment(current, None, result.attempts)
+                        raise IncompleteStream("stream ended without a finish_reason", provider=now.provider.name)
+                    self._end_segment(now, None, result.attempts)
                     current = None
                 except ProviderError as exc:
-                    self._end_segment(current, exc, result.attempts)
+                    self._end_segment(now, exc, result.attempts)
                     if acc.finished:
                         # Every choice finished; only the tail (usage, sentinel) was lost: the answer is whole.
                         log.warning("dispatch: %s: stream broke after its finish_reason (%s); the answer is "
-                                    "complete, its cost estimated", current.candidate.deployment, exc.kind)
+                                    "complete, its cost estimated", now.candidate.deployment, exc.kind)
                         current = None
                         break
                     original = original or exc

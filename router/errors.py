@@ -19,7 +19,7 @@ RouterError
     ├── AllAttemptsFailed        every candidate failed or was skipped
     │   └── DeadlineExceeded     the total deadline ran out
     ├── UpstreamError            the caller's own mistake (400/401/403/404/422); no fallback
-    ├── CircuitsOpen             every usable deployment's circuit is open (503 + Retry-After)
+    ├── CircuitsOpen             every usable deployment's circuit is open (503 + Retry-After; also a NoCandidatesError)
     └── StreamInterrupted        a stream failed after content was sent
 ```
 
@@ -170,17 +170,6 @@ class UpstreamError(DispatchError):
         self.code, self.type, self.param = cause.code, cause.type, cause.param
 
 
-class CircuitsOpen(DispatchError):
-    """Every deployment able to serve the request has an open circuit: the gateway is unavailable for a
-    while (a 503 with ``retry_after``), the request itself is fine."""
-
-    def __init__(self, deployments: list[str], retry_after: float | None = None,
-                 attempts: list[Attempt] | None = None) -> None:
-        self.deployments = deployments
-        self.retry_after = retry_after
-        super().__init__(f"circuit open for {', '.join(deployments) or 'every deployment'}", attempts or [])
-
-
 class StreamInterrupted(DispatchError):
     """A stream failed after content reached the caller; the partial answer must not be used as whole."""
 
@@ -210,6 +199,21 @@ class NoCandidatesError(RankingError):
         detail = "; ".join(f"{reason}: {', '.join(models)}" for reason, models in by_reason.items())
         super().__init__(f"{message} ({detail})" if detail else message)
         self.summary = message
+
+
+class CircuitsOpen(NoCandidatesError, DispatchError):
+    """Every deployment able to serve the request has an open circuit: the gateway is unavailable for a
+    while (a 503 with ``retry_after`` seconds), the request itself is fine. Raised by ranking (``dropped``
+    names why each model went) or by dispatch (``attempts``)."""
+
+    def __init__(self, deployments: list[str], retry_after: float | None = None,
+                 attempts: list[Attempt] | None = None, dropped: list[tuple[str, str]] | None = None) -> None:
+        self.deployments = deployments
+        self.retry_after = retry_after
+        self.attempts = attempts or []
+        self.dropped = dropped or []
+        self.summary = f"circuit open for {', '.join(deployments) or 'every deployment'}"
+        RouterError.__init__(self, self.summary)
 
 
 class UnknownModel(RankingError, KeyError):

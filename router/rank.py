@@ -12,7 +12,7 @@ from models.schema import TASKS
 from router.candidate import Candidate
 from router.classify import TaskClassifier
 from router.constraints import NO_CONSTRAINTS, Constraints, requirements
-from router.errors import NoCandidatesError, RankingError, UnknownModel
+from router.errors import CircuitsOpen, NoCandidatesError, RankingError, UnknownModel
 from router.predictor import QualityPredictor
 from router.rules import RoutingRule
 from router.scoring import POLICIES, balanced_score, order
@@ -21,6 +21,8 @@ from router.types import ChatRequest, Policy
 
 AUTO = ("auto", "")
 
+
+_OPEN = "circuit open: "  # the drop reason of a model whose every usable deployment is open
 
 class Decision(msgspec.Struct):
     """A ranked list of candidates (best first) and why: the task, the policy, rules, dropped models."""
@@ -131,6 +133,11 @@ class Router:
         if pinned is not None:
             candidates = self._via_prefix(pinned, candidates)
         if not candidates:
+            # Models that passed every constraint but have only open circuits: the gateway is unavailable
+            # for a while (503 + Retry-After), the request is not at fault (never a 400 no_route).
+            opened = [n for _, why in screen.dropped if why.startswith(_OPEN) for n in why[len(_OPEN):].split(", ")]
+            if opened:
+                raise CircuitsOpen(opened, dropped=screen.dropped)
             raise NoCandidatesError("no model satisfies the request's constraints", screen.dropped)
         return Decision(candidates, screen.dropped, task, confidence, policy,
                         tuple(r.describe(i) for i, r in rules), req.prompt_tokens,
@@ -228,7 +235,7 @@ class Router:
                     break
             else:
                 names = [t.dep_name[j] for j in range(starts[i], ends[i]) if dep_ok[j]]
-                screen.dropped.append((entry.id, f"circuit open: {', '.join(names)}"))
+                screen.dropped.append((entry.id, f"{_OPEN}{', '.join(names)}"))
         return out
 
 

@@ -255,10 +255,12 @@ class HTTPProvider:
             except ValueError:
                 retry_after = None
         meta = error_meta(body, self._clean) if status < 500 else {}
+        code, kind, param = meta.get("code"), meta.get("type"), meta.get("param")
         if self.is_context_error(status, message):
-            raise ContextLengthExceeded(message, provider=self.name, status=status, **meta)
+            raise ContextLengthExceeded(message, provider=self.name, status=status, code=code, type=kind, param=param)
         cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else BadRequest)
-        raise cls(message, provider=self.name, status=status, retry_after=retry_after, **meta)
+        raise cls(message, provider=self.name, status=status, retry_after=retry_after, code=code, type=kind,
+                  param=param)
 
     async def _read_limited(self, response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
         declared = response.headers.get("content-length")
