@@ -146,10 +146,17 @@ class FieldGate:
                 raise unsupported(name, provider, self._kind)
 
 
-def unsupported(field: str, provider: str, kind: str, why: str = "") -> BadRequest:
+class UnsupportedField(BadRequest):
+    """A field this provider cannot honour, found before anything was sent: another candidate (another
+    wire format) may still serve the request, so dispatch may fall back instead of failing."""
+
+    kind = "unsupported_field"
+
+
+def unsupported(field: str, provider: str, kind: str, why: str = "") -> UnsupportedField:
     """The 400 for a field this provider cannot honour: it names the field, never drops it."""
     detail = f" ({why})" if why else ""
-    return BadRequest(f"request field {field!r} is not supported by provider {provider!r} ({kind} wire format)"
+    return UnsupportedField(f"request field {field!r} is not supported by provider {provider!r} ({kind} wire format)"
                       f"{detail}; remove it or pin a model served by an OpenAI-format provider",
                       provider=provider, status=400, param=field, type="invalid_request_error")
 
