@@ -160,7 +160,7 @@ def chat_messages(instructions: str | None, input: str | list[dict[str, Any]]) -
     for i, raw in enumerate(input):
         where = f"input[{i}]"
         kind = raw.get("type", "message")
-        item_type = _ITEM_TYPES.get(kind)
+        item_type = _ITEM_TYPES.get(kind) if isinstance(kind, str) else None
         if item_type is None:
             raise RequestError(f"{where}.type: {kind!r} is not supported; thrifty takes message, function_call "
                                "and function_call_output items", param=f"{where}.type")
