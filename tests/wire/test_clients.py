@@ -1,5 +1,5 @@
-"""The client matrix: the official ``openai`` SDK, ``langchain-openai`` and the ``litellm`` SDK, unchanged but
-for their base URL, against a live proxy on a miss, an exact hit, a semantic hit (an OpenAI-format
+"""The client matrix: the official ``openai`` SDK, ``langchain-openai``, the ``litellm`` SDK and the
+``anthropic`` SDK (on the /v1/messages door), unchanged but for their base URL, against a live proxy on a miss, an exact hit, a semantic hit (an OpenAI-format
 upstream behind it) and the simulated provider. Each cell is recorded in MATRIX (printed at the end);
 a test fails when any of its cells failed, naming them all."""
 
@@ -175,6 +175,37 @@ def litellm_stream(t: Target, prompt: str) -> str:
     return "".join(chunk.choices[0].delta.content or "" for chunk in stream)
 
 
+# ------------------------------------------------------------------------------------------ anthropic SDK (/v1/messages)
+def _anthropic(t: Target) -> Any:
+    import anthropic
+
+    return anthropic.Anthropic(base_url=t.url.removesuffix("/v1"), api_key="sk-matrix", max_retries=0,
+                               default_headers=t.headers)
+
+
+def anthropic_create(t: Target, prompt: str) -> str:
+    message = _anthropic(t).messages.create(model="auto", max_tokens=256, messages=_msgs(prompt))  # type: ignore[arg-type]
+    assert message.role == "assistant" and message.stop_reason == "end_turn"
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def anthropic_stream(t: Target, prompt: str) -> str:
+    with _anthropic(t).messages.stream(model="auto", max_tokens=256, messages=_msgs(prompt)) as stream:  # type: ignore[arg-type]
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(b.text for b in final.content if b.type == "text") == text
+    return text
+
+
+def anthropic_tools(t: Target, prompt: str) -> str:
+    tool = {"name": "GetWeather", "description": "Current weather for a city.",
+            "input_schema": GetWeather.model_json_schema()}
+    message = _anthropic(t).messages.create(model="auto", max_tokens=256, messages=_msgs(prompt), tools=[tool])  # type: ignore[arg-type,list-item]
+    use = next(block for block in message.content if block.type == "tool_use")
+    assert message.stop_reason == "tool_use"
+    return f"{use.name}({GetWeather.model_validate(use.input)})"
+
+
 CELLS: dict[str, tuple[str, Callable[[Target, str], str]]] = {
     "openai create (sync)": ("text", openai_sync),
     "openai create (async)": ("text", openai_async),
@@ -190,6 +221,9 @@ CELLS: dict[str, tuple[str, Callable[[Target, str], str]]] = {
     "langchain structured_output": ("json", langchain_structured),
     "litellm completion": ("text", litellm_completion),
     "litellm completion stream": ("text", litellm_stream),
+    "anthropic messages.create": ("text", anthropic_create),
+    "anthropic messages.stream": ("text", anthropic_stream),
+    "anthropic tools": ("tool", anthropic_tools),
 }
 
 

@@ -101,7 +101,7 @@ class Conformance:
         rows: dict[tuple[str, str], Counter[str]] = {}
         for (provider, path, check), n in self.counts.items():
             rows.setdefault((provider, path), Counter())[check] += n
-        head = f"{'provider':<12} {'path':<30} {'bodies':>6} {'chunks':>6} {'errors':>6} {'other':>5} {'sdk':>5}"
+        head = f"{'provider':<12} {'path':<38} {'bodies':>6} {'chunks':>6} {'errors':>6} {'other':>5} {'sdk':>5}"
         lines = [head, "-" * len(head)]
         total: Counter[str] = Counter()
         for (provider, path), c in sorted(rows.items()):
@@ -112,9 +112,9 @@ class Conformance:
             cells["other"] = sum(n for k, n in c.items() if k.startswith("openapi")) - (
                 cells["bodies"] + cells["chunks"] + cells["errors"])
             total.update(cells)
-            lines.append(f"{provider:<12} {path:<30} {cells['bodies']:>6} {cells['chunks']:>6} {cells['errors']:>6} "
+            lines.append(f"{provider:<12} {path:<38} {cells['bodies']:>6} {cells['chunks']:>6} {cells['errors']:>6} "
                          f"{cells['other']:>5} {cells['sdk']:>5}")
-        lines.append(f"{'total':<43} {total['bodies']:>6} {total['chunks']:>6} {total['errors']:>6} "
+        lines.append(f"{'total':<51} {total['bodies']:>6} {total['chunks']:>6} {total['errors']:>6} "
                      f"{total['other']:>5} {total['sdk']:>5}   failures: {len(self.failures)}")
         return "\n".join(lines)
 
