@@ -13,6 +13,7 @@ import httpx
 import jsonschema
 import openai
 import pydantic
+import pytest
 from anthropic.types import RawMessageStreamEvent
 from doors_support import WEATHER_SCHEMA, config
 from openai.types.responses import ResponseStreamEvent
@@ -72,3 +73,26 @@ def test_stream_cut_mid_answer_ends_with_error_event(serve, upstream: FakeUpstre
     assert events[-1]["type"] == "error" and all(e["type"] != "response.completed" for e in events)
     for e in events:
         responses_events.validate_python(e)
+
+
+def test_budgets_span_every_door(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    from router.types import Usage
+
+    tenants = {"acme": {"keys": [{"name": "acme-1", "key": "sk-acme"}],
+                        "budget": {"daily_usd": {"soft": 0.02, "hard": 0.03}, "on_hard": "reject"}}}
+    live, engine = serve(config(tmp_path, upstream, "openai", tenants=tenants))
+    big = Usage(prompt_tokens=1000, completion_tokens=1000, total_tokens=2000)
+    upstream.script(*[Reply(usage=big)] * 4)  # gpt-4o: $0.0125 a request
+    claude = anthropic.Anthropic(base_url=live.url, api_key="sk-acme", max_retries=0)
+    for n in range(3):
+        claude.messages.create(model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": f"Question {n}?"}])
+    with pytest.raises(anthropic.RateLimitError) as over:
+        claude.messages.create(model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "One more?"}])
+    assert "budget" in over.value.message
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="sk-acme", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="gpt-4o", input="And another?")
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model="text-embedding-3-small", input="new text")
+    engine.ledger.flush()
+    assert engine.ledger.spend(tenant="acme") == pytest.approx(3 * 0.0125)
