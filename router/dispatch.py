@@ -31,7 +31,7 @@ from router._recovery import Seam, add_usage, continuable, continuation_request,
 from router._retry import retry_delay
 from router.breaker import Breakers, CircuitBreaker
 from router.candidate import Candidate
-from router.cost import answer_cost
+from router.cost import Cost, answer_cost
 from router.deadline import Deadline
 from router.errors import (
     AllAttemptsFailed,
@@ -144,7 +144,8 @@ class Dispatcher:
             upstream, head = opened
             pos = next(i for i, c in enumerate(candidates) if c is candidate)
             result = StreamResult(_empty(), candidate, attempts)
-            first = _Segment(request, candidate, provider, breaker, upstream, head)
+            # The first attempt's chunks are the caller's as they come: it shares the caller's accumulator.
+            first = _Segment(request, candidate, provider, breaker, upstream, head, acc=result.accumulator)
             result._source = self._pump(request, first, result, deadline, list(candidates[pos + 1:]))
             return result
         raise self._exhausted(attempts, deadline)
@@ -284,7 +285,13 @@ class Dispatcher:
                 now = current
                 try:
                     async for chunk in self._read(now, deadline):
-                        for out in now.splice(chunk):
+                        if now.seam is None:  # the healthy path: one feed, no copies
+                            acc.feed(chunk)
+                            if chunk.choices or include_usage:
+                                yield chunk
+                            continue
+                        now.acc.feed(chunk)  # before the seam rewrites it: this attempt's usage prices it
+                        for out in now.seam.feed(chunk):
                             acc.feed(out)
                             if out.choices or include_usage:
                                 yield out
@@ -387,6 +394,7 @@ class Dispatcher:
     def _end_segment(self, seg: _Segment, failure: ProviderError | None, attempts: list[Attempt]) -> None:
         seg.failure = failure
         seg.elapsed = time.perf_counter() - seg.started
+        seg.price()  # now, while a shared accumulator still holds only this attempt's chunks
         bad = seg.upstream.bad_events
         if bad is not None and bad.count and self.on_bad_events is not None:
             self.on_bad_events(seg.candidate.deployment, bad.count)
@@ -400,7 +408,7 @@ class Dispatcher:
 
     def _settle(self, result: StreamResult, segments: list[_Segment], failure: ProviderError | None) -> None:
         """Cost and usage of every attempt that produced tokens, the flags, the error."""
-        costs = [answer_cost(s.request, s.acc.response(), s.candidate.price) for s in segments]
+        costs = [s.price() for s in segments]
         result.cost_usd = float(sum(c.usd for c in costs))
         result.cost_estimated = any(c.estimated for c in costs)
         result.usage = _sum_usage(segments, [c.usage for c in costs])
@@ -424,21 +432,25 @@ class Dispatcher:
 class _Segment:
     """One upstream stream of an answer (the first, or a continuation): its own accumulator prices it."""
 
-    __slots__ = ("acc", "breaker", "candidate", "elapsed", "failure", "head", "provider", "request", "seam",
-                 "started", "upstream")
+    __slots__ = ("_cost", "acc", "breaker", "candidate", "elapsed", "failure", "head", "provider", "request",
+                 "seam", "started", "upstream")
 
     def __init__(self, request: ChatRequest, candidate: Candidate, provider: Provider, breaker: CircuitBreaker,
-                 upstream: ChunkStream, head: list[ChatChunk], seam: Seam | None = None) -> None:
+                 upstream: ChunkStream, head: list[ChatChunk], seam: Seam | None = None,
+                 acc: ChunkAccumulator | None = None) -> None:
         self.request, self.candidate, self.provider, self.breaker = request, candidate, provider, breaker
         self.upstream, self.head, self.seam = upstream, head, seam
-        self.acc = ChunkAccumulator()
+        self.acc = acc if acc is not None else ChunkAccumulator()
         self.started = time.perf_counter()
         self.elapsed = 0.0
         self.failure: ProviderError | None = None
+        self._cost: Cost | None = None
 
-    def splice(self, chunk: ChatChunk) -> list[ChatChunk]:
-        self.acc.feed(chunk)  # before the seam rewrites it: this attempt's own usage prices this attempt
-        return [chunk] if self.seam is None else self.seam.feed(chunk)
+    def price(self) -> Cost:
+        """This attempt's tokens and cost (estimated when it sent no usage), fixed the first time asked."""
+        if self._cost is None:
+            self._cost = answer_cost(self.request, self.acc.response(), self.candidate.price)
+        return self._cost
 
     def flush(self) -> list[ChatChunk]:
         return [] if self.seam is None else self.seam.flush()
@@ -447,7 +459,7 @@ class _Segment:
 def _sum_usage(segments: list[_Segment], usages: list[Usage] | None = None) -> Usage | None:
     """Tokens of every attempt together (estimated where an attempt reported none)."""
     if usages is None:
-        usages = [answer_cost(s.request, s.acc.response(), s.candidate.price).usage for s in segments]
+        usages = [s.price().usage for s in segments]
     total: Usage | None = None
     for usage in usages:
         total = add_usage(total, usage)
