@@ -22,32 +22,32 @@ import numpy as np
 
 from engine.errors import RequestError
 
-_QUOTE, _BACKSLASH = ord('"'), ord("\\")
-_OPEN = (ord("{"), ord("["))
-_CLOSE = (ord("}"), ord("]"))
+_QUOTE = ord('"')
+# Quotes and brackets are the only bytes the depth depends on (after escapes are gone).
+_INTEREST = np.zeros(256, dtype=bool)
+_INTEREST[[ord(c) for c in '"[]{}']] = True
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 
 
 def json_depth(body: bytes) -> int:
     """The deepest nesting of objects and arrays in a JSON text, brackets inside strings ignored.
-    Vectorised: a 4 MB body is scanned in milliseconds, not a Python loop per byte."""
-    b = np.frombuffer(body, dtype=np.uint8)
-    if b.size == 0:
+
+    Escapes go first, with C-speed ``bytes.replace``: pairs of backslashes, then escaped quotes (scanning
+    left to right pairs them exactly as a JSON lexer does). What is left is a sequence of quotes and
+    brackets, kept in order by one numpy gather; a bracket after an odd number of quotes is inside a
+    string. Where the text is not JSON this may count more than a parser would reach, never fewer before
+    the point where the parser stops. About 0.5 ms for 60 KB and 50 ms for 4 MB of brackets."""
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    b = np.frombuffer(text, dtype=np.uint8)
+    marks = b[_INTEREST[b]]
+    if marks.size == 0:
         return 0
-    # A quote is escaped when an odd run of backslashes precedes it. Run length ending at i: the
-    # backslash count so far minus that count at the last non-backslash before i.
-    bs = b == _BACKSLASH
-    count = np.cumsum(bs, dtype=np.int64)
-    at_non_bs = np.where(bs, 0, count)
-    last = np.maximum.accumulate(at_non_bs)
-    run_before = np.empty_like(count)
-    run_before[0] = 0
-    run_before[1:] = count[:-1] - last[:-1]
-    quote = (b == _QUOTE) & (run_before % 2 == 0)
-    outside = np.cumsum(quote, dtype=np.int64) % 2 == 0  # quotes themselves never are brackets
-    step = (((b == _OPEN[0]) | (b == _OPEN[1])).astype(np.int8)
-            - ((b == _CLOSE[0]) | (b == _CLOSE[1])).astype(np.int8))
-    step[~outside] = 0
-    return int(np.cumsum(step, dtype=np.int64).max(initial=0))
+    inside = (np.cumsum(marks == _QUOTE, dtype=np.int32) & 1).astype(bool)
+    step = _STEP[marks]
+    step[inside] = 0
+    return int(np.cumsum(step, dtype=np.int32).max(initial=0))
 
 
 def check_depth(body: bytes, max_depth: int, what: str = "request body") -> None:
