@@ -157,7 +157,7 @@ class EmbeddingsDoor:
                 t = time.perf_counter_ns()
                 try:
                     embedded: Embedded = await provider.embed(texts, route.model, dims, deadline,
-                                                              native=call.entry.dimensions)
+                                                              native=call.entry.dimensions, user=call.req.user)
                 except ProviderError as exc:
                     e.metrics.upstream_errors.labels(route.deployment, type(exc).__name__).inc()
                     errors.append({"deployment": route.deployment, "error": str(exc), "status": exc.status})

@@ -51,8 +51,9 @@ class Embedder(Protocol):
     name: str
 
     async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
-                    native: int = 0) -> Embedded:
-        """``native``: the model's own vector length, for providers that make vectors up (simulated)."""
+                    native: int = 0, user: str | None = None) -> Embedded:
+        """``native``: the model's own vector length, for providers that make vectors up (simulated);
+        ``user``: the caller's end-user id, passed on where the wire has it."""
         ...
 
 
@@ -68,11 +69,13 @@ def _checked(body: bytes, count: int) -> EmbeddingResponse:
 
 
 async def embed_http(provider: HTTPProvider, url: Any, inputs: list[str], model: str, dimensions: int | None,
-                     deadline: Deadline) -> Embedded:
+                     deadline: Deadline, user: str | None = None) -> Embedded:
     """One POST to an OpenAI-compatible ``/embeddings``; errors mapped like chat calls (base.post)."""
     body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
     if dimensions is not None:
         body["dimensions"] = dimensions
+    if user is not None:
+        body["user"] = user
     response = await provider.post(_encode(body), deadline, url=url)
     decoded: EmbeddingResponse = await provider.read_json(response, lambda b: _checked(b, len(inputs)))
     ordered = sorted(decoded.data, key=lambda d: d.index)

@@ -45,9 +45,9 @@ class OpenAIProvider(HTTPProvider):
         self._embed_url = httpx.URL(base_url_of(config) + "/embeddings")  # parsed once, like the chat URL
 
     async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
-                    native: int = 0) -> Embedded:
+                    native: int = 0, user: str | None = None) -> Embedded:
         """OpenAI's ``/embeddings`` (the embeddings door's call; ``native`` is for the simulated twin)."""
-        return await embed_http(self, self._embed_url, inputs, model, dimensions, deadline)
+        return await embed_http(self, self._embed_url, inputs, model, dimensions, deadline, user)
 
     def encode(self, request: ChatRequest, route: Route) -> bytes:
         stream_options = request.stream_options

@@ -76,7 +76,7 @@ class SimulatedProvider:
         return None
 
     async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
-                    native: int = 0) -> Embedded:
+                    native: int = 0, user: str | None = None) -> Embedded:
         """Deterministic labelled vectors (model ``simulated/<model>``): not semantic, never mistaken for real."""
         dims = dimensions or native or 256
         return Embedded(vectors=[labelled_vector(model, text, dims) for text in inputs],

@@ -43,8 +43,9 @@ def test_miss_then_exact_hit_costed_in_ledger(serve, upstream: FakeUpstream, tmp
     assert len(upstream.requests) == 1
     np.testing.assert_allclose(again.data[1].embedding, first.data[1].embedding, rtol=1e-6)
     # One new input in a batch: only it goes upstream.
-    client.embeddings.create(model="text-embedding-3-small", input=[texts[0], "A brand new sentence."])
+    client.embeddings.create(model="text-embedding-3-small", input=[texts[0], "A brand new sentence."], user="u-7")
     assert upstream.requests[-1].body["input"] == ["A brand new sentence."]
+    assert upstream.requests[-1].body["user"] == "u-7"
     engine.ledger.flush()
     rows = engine.ledger.query("SELECT cache, cost_usd, saved_usd, task FROM requests ORDER BY ts")
     assert [r["cache"] for r in rows] == ["miss", "exact", "miss"] and {r["task"] for r in rows} == {"embedding"}
