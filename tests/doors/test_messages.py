@@ -128,8 +128,9 @@ def test_tools_round_trip(serve, upstream: FakeUpstream, tmp_path: Path, fmt: st
                                                       "content": "18C, sunny"}
 
 
-def test_stream_tool_events_validate(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
-    live, _ = serve(config(tmp_path, upstream, "openai"))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_stream_tool_events_validate(serve, upstream: FakeUpstream, tmp_path: Path, fmt: str) -> None:
+    live, _ = serve(config(tmp_path, upstream, fmt))
     upstream.script(Reply(text="Let me check.", tool_calls=[CALL]))
     body = {"model": "gpt-4o-mini", "max_tokens": 50, "stream": True, "tools": TOOLS,
             "messages": [{"role": "user", "content": "Weather in Paris?"}]}

@@ -98,8 +98,9 @@ def test_streaming_events_and_replayed_hit(serve, upstream: FakeUpstream, tmp_pa
     assert len(upstream.requests) == 1
 
 
-def test_streamed_function_call_events(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
-    live, _ = serve(config(tmp_path, upstream, "openai"))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_streamed_function_call_events(serve, upstream: FakeUpstream, tmp_path: Path, fmt: str) -> None:
+    live, _ = serve(config(tmp_path, upstream, fmt))
     upstream.script(Reply(tool_calls=[CALL]))
     with _client(live.url).responses.stream(model="gpt-4o-mini", input="Weather in Paris?", tools=TOOLS) as stream:
         kinds = [e.type for e in stream]
