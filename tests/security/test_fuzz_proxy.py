@@ -5,23 +5,30 @@ OpenAI-shaped JSON, every 200 a chat completion, and the server keeps serving af
 JSON *text*, so they can hold what a JSON library would never write: ``NaN`` and ``Infinity`` literals,
 numbers past float range, duplicate keys, lone surrogate escapes, nesting thousands deep, invalid UTF-8.
 
-Default run: ``THRIFTY_FUZZ_N`` examples per test (200). The full run for the report:
-``THRIFTY_FUZZ_N=10000 pytest tests/security/test_fuzz_proxy.py -s`` prints requests, 5xx and RSS.
+Default run: ``THRIFTY_FUZZ_N`` examples per test (200), against an in-process server. The full run for
+the report: ``THRIFTY_FUZZ_N=10000 pytest tests/security/test_fuzz_proxy.py -s`` — above 1,000 examples
+the target is a real ``thrifty serve`` subprocess (uvloop, the guarded protocol), so that the printed RSS
+before and after is the server's own, not the test process's (hypothesis keeps its examples in memory).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import KEYS, LiveGateway, auth, chat_body
+from security_support import ADMIN_KEY, KEYS, PROVIDER_KEY, auth, chat_body, gateway_config
 
 N = int(os.environ.get("THRIFTY_FUZZ_N", "200"))
 FUZZ = settings(max_examples=N, deadline=None, database=None, derandomize=N <= 200,
@@ -150,22 +157,24 @@ headers = st.dictionaries(st.sampled_from(HEADER_NAMES), header_value, max_size=
 
 
 # ------------------------------------------------------------------------------------ the harness
-def _rss_kb() -> int:
-    with open("/proc/self/status") as f:
+def _rss_kb(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, pid: int | str) -> None:
+        self.pid = pid
         self.statuses: Counter[int] = Counter()
         self.reasons: Counter[str] = Counter()
-        self.rss_before = _rss_kb()
+        self.rss_before = _rss_kb(pid)
 
     def report(self, name: str) -> None:
         fives = sum(n for s, n in self.statuses.items() if s >= 500)
+        who = "test process (server in-process)" if self.pid == "self" else f"server pid {self.pid}"
         print(f"\n[fuzz] {name}: {sum(self.statuses.values())} requests, 5xx={fives}, "
-              f"statuses={dict(sorted(self.statuses.items()))}, "
-              f"RSS before {self.rss_before / 1024:.0f} MB after {_rss_kb() / 1024:.0f} MB")
+              f"statuses={dict(sorted(self.statuses.items()))}, RSS of {who}: "
+              f"before {self.rss_before / 1024:.0f} MB, after {_rss_kb(self.pid) / 1024:.0f} MB")
         print("[fuzz] most frequent refusals:", self.reasons.most_common(6))
 
 
@@ -182,16 +191,49 @@ def check(response: httpx.Response) -> None:
         assert response.json()["object"] == "chat.completion"
 
 
+def _serve_subprocess(upstream_url: str, tmp_path: Any) -> Iterator[tuple[str, int]]:
+    """``thrifty serve`` in a process of its own; (url, pid)."""
+    cfg = tmp_path / "fuzz.yaml"
+    cfg.write_text(yaml.safe_dump(gateway_config(tmp_path / "serve-data", upstream_url)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "THRIFTY_ADMIN_KEY": ADMIN_KEY, "THRIFTY_TEST_PROVIDER_KEY": PROVIDER_KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--config", str(cfg), "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "thrifty serve did not start"
+            time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture
-def target(gateway: Any) -> Iterator[tuple[LiveGateway, httpx.Client, Tally]]:
-    gw = gateway()
-    tally = Tally()
-    with httpx.Client(base_url=gw.url, timeout=httpx.Timeout(15.0)) as client:
-        yield gw, client, tally
+def target(gateway: Any, upstream: Any, tmp_path: Any) -> Iterator[tuple[str, httpx.Client, Tally]]:
+    if N > 1000:
+        served = _serve_subprocess(upstream.url, tmp_path)
+        url, pid = next(served)
+    else:
+        url, pid = gateway().url, "self"  # type: ignore[assignment]
+    tally = Tally(pid)
+    with httpx.Client(base_url=url, timeout=httpx.Timeout(15.0)) as client:
+        yield url, client, tally
         # The server survived: it still answers a plain request and its health check.
         assert client.get("/healthz").status_code == 200
         r = client.post("/v1/chat/completions", json=chat_body("still there?"), headers=auth())
         assert r.status_code == 200, r.text[:300]
+    if N > 1000:
+        next(served, None)  # stops the subprocess
 
 
 def _post(client: httpx.Client, tally: Tally, body: bytes, hdrs: dict[str, Any]) -> None:
@@ -205,7 +247,7 @@ def _post(client: httpx.Client, tally: Tally, body: bytes, hdrs: dict[str, Any])
         tally.reasons[r.json()["error"]["message"][:48]] += 1
 
 
-def test_fuzzed_bodies_never_5xx(target: tuple[LiveGateway, httpx.Client, Tally]) -> None:
+def test_fuzzed_bodies_never_5xx(target: tuple[str, httpx.Client, Tally]) -> None:
     _, client, tally = target
 
     @FUZZ
@@ -218,7 +260,7 @@ def test_fuzzed_bodies_never_5xx(target: tuple[LiveGateway, httpx.Client, Tally]
     assert sum(tally.statuses.values()) >= min(N, 50)
 
 
-def test_fuzzed_headers_never_5xx(target: tuple[LiveGateway, httpx.Client, Tally]) -> None:
+def test_fuzzed_headers_never_5xx(target: tuple[str, httpx.Client, Tally]) -> None:
     _, client, tally = target
 
     @FUZZ
@@ -233,7 +275,7 @@ def test_fuzzed_headers_never_5xx(target: tuple[LiveGateway, httpx.Client, Tally
     tally.report("headers")
 
 
-def test_fuzzed_admin_bodies_never_5xx(target: tuple[LiveGateway, httpx.Client, Tally]) -> None:
+def test_fuzzed_admin_bodies_never_5xx(target: tuple[str, httpx.Client, Tally]) -> None:
     from security_support import ADMIN
 
     _, client, tally = target
