@@ -42,10 +42,31 @@ def _openapi_nullable(node: Any) -> Any:
     return node
 
 
+def _recursive_to_ref(node: Any, name: str) -> Any:
+    """Draft 2019-09's ``$recursiveRef: "#"`` inside a schema marked ``$recursiveAnchor`` means "this schema
+    again" (the spec's ``CompoundFilter`` nests itself); as a standalone ``$def`` that is a plain ``$ref``."""
+    if isinstance(node, dict):
+        if node.get("$recursiveRef") == "#":
+            return {"$ref": f"#/$defs/{name}"}
+        return {k: _recursive_to_ref(v, name) for k, v in node.items() if k != "$recursiveAnchor"}
+    if isinstance(node, list):
+        return [_recursive_to_ref(v, name) for v in node]
+    return node
+
+
+def _errata(defs: dict[str, Any]) -> dict[str, Any]:
+    """One known contradiction, settled for null: ``Response.usage`` is a bare ``$ref`` in the schema, but
+    the description's own example of ``response.created`` sends ``"usage": null`` on the in-progress
+    response, and the official SDK types it ``Optional[ResponseUsage]``. Nothing else is relaxed."""
+    usage = defs["Response"]["allOf"][2]["properties"]["usage"]
+    defs["Response"]["allOf"][2]["properties"]["usage"] = {"anyOf": [usage, {"type": "null"}]}
+    return defs
+
+
 @cache
 def _definitions() -> dict[str, Any]:
     doc = json.loads((DATA / "openapi" / "openai_wire_schemas.json").read_text())
-    return _openapi_nullable(doc["$defs"])
+    return _errata({name: _openapi_nullable(_recursive_to_ref(schema, name)) for name, schema in doc["$defs"].items()})
 
 
 @cache

@@ -15,7 +15,8 @@ import sys
 from typing import Any
 
 ROOTS = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "ErrorResponse",
-         "ListModelsResponse", "Model", "CreateEmbeddingResponse", "CreateChatCompletionRequest"]
+         "ListModelsResponse", "Model", "CreateEmbeddingResponse", "CreateChatCompletionRequest", "Response",
+         "ResponseStreamEvent"]
 PREFIX = "#/components/schemas/"
 
 
