@@ -7,6 +7,7 @@ answer, and an encoder for a stream of chunks. Errors are rendered by the door's
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from cache.scope import Scope, space
 from engine.access_log import note as access_note
 from engine.controls import merge, options_from_headers, validate
 from engine.errors import RequestError, ThriftyError, translate
@@ -29,11 +31,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("thrifty.server")
 json_encode = msgspec.json.Encoder().encode
+_canonical = msgspec.json.Encoder(order="sorted")
 ErrorRenderer = Callable[[ThriftyError], bytes]
 
 
 class JSONBytes(Response):
     media_type = "application/json"
+
+
+def exact_scope(owner: str | None, namespace: str, kind: list[Any], text: str) -> Scope:
+    """An exact-only cache scope in ``owner``'s ``namespace`` for ``text``: ``kind`` (e.g. the embedding
+    model and length) is in the partition, so no two kinds, and no chat request, share a key."""
+    partition = hashlib.blake2b(_canonical.encode([owner, namespace, *kind]), digest_size=16).digest()
+    exact = hashlib.blake2b(partition, digest_size=16)
+    exact.update(text.encode("utf-8", "surrogatepass"))
+    return Scope(space(owner, namespace), partition, exact.digest(), "")
 
 
 def decode_body(body: bytes, decoder: msgspec.json.Decoder[Any], what: str) -> Any:
@@ -66,7 +78,7 @@ class ChatDoor:
         self.engine = proxy.engine
 
     # -- supplied by each door -------------------------------------------------------------------------
-    def decode(self, body: bytes) -> tuple[ChatRequest, Any]:
+    def decode(self, body: bytes, tenant: str) -> tuple[ChatRequest, Any]:
         """The internal request, and whatever of the caller's request the encoders need to echo."""
         raise NotImplementedError
 
@@ -111,7 +123,7 @@ class ChatDoor:
         try:
             check_request_id(client_id, limits.max_field_chars)
             tenant, key_name = proxy.authenticate(request)
-            req, state = self.decode(await proxy.read_body(request))
+            req, state = self.decode(await proxy.read_body(request), tenant)
             check_request(req, limits.max_field_chars)
             options = merge(req.thrifty, options_from_headers(request.headers))
             validate(options, max_chars=limits.max_field_chars)

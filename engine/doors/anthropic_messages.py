@@ -47,7 +47,7 @@ def _input_estimate(request: ChatRequest) -> int:
 class MessagesDoor(ChatDoor):
     what = "Anthropic Messages"
 
-    def decode(self, body: bytes) -> tuple[ChatRequest, ChatRequest]:
+    def decode(self, body: bytes, tenant: str) -> tuple[ChatRequest, ChatRequest]:
         req = to_chat_request(decode_body(body, messages_decoder, self.what))
         return req, req
 

@@ -4,14 +4,14 @@ the answer's encoding (floats or base64 of little-endian float32, as OpenAI send
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
 
-from cache.scope import Scope, space
+from cache.scope import Scope
+from engine.doors._common import exact_scope
 from engine.errors import RequestError
 from models.schema import EmbeddingEntry, Route
 from router.providers.embeddings import Embedder
@@ -30,7 +30,6 @@ class EmbeddingsRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 request_decoder = msgspec.json.Decoder(EmbeddingsRequest)
-_canonical = msgspec.json.Encoder(order="sorted")
 _json = msgspec.json.Encoder()
 
 
@@ -99,13 +98,8 @@ class EmbeddingRoutes:
 
 
 def scope_of(owner: str | None, namespace: str, model: str, dimensions: int | None, text: str) -> Scope:
-    """An exact-only cache scope for one input: the tenant's space, the model and length, then the text.
-    Its partition can never equal a chat request's (the payload's shape differs)."""
-    partition = hashlib.blake2b(_canonical.encode([owner, namespace, "embeddings", model, dimensions]),
-                                digest_size=16).digest()
-    exact = hashlib.blake2b(partition, digest_size=16)
-    exact.update(text.encode("utf-8", "surrogatepass"))
-    return Scope(space(owner, namespace), partition, exact.digest(), "")
+    """One input's exact-only cache scope: the tenant's space, the model and the length, then the text."""
+    return exact_scope(owner, namespace, ["embeddings", model, dimensions], text)
 
 
 def encode_answer(vectors: list[np.ndarray], model: str, fmt: str, prompt_tokens: int) -> bytes:

@@ -3,21 +3,25 @@
 The body decodes into the one ``ChatRequest`` (``responses_wire``); the answer becomes a ``response``
 object whose ``output`` holds a message item (``output_text``) and ``function_call`` items, and a stream
 becomes the Responses event sequence (response.created ... response.completed), each event numbered by
-``sequence_number``. thrifty keeps no responses: ``store`` is echoed as false and ``previous_response_id``
-is a clear 400.
+``sequence_number``. Unless ``store`` is false, the conversation with its answer is stored for
+``previous_response_id`` (``response_store``: per tenant, in the cache's store).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from engine.doors._common import ChatDoor, decode_body, json_encode
+from engine.doors.response_store import ResponseStore
 from engine.doors.responses_wire import ResponsesRequest, request_decoder, to_chat_request
 from engine.errors import ThriftyError, translate
 from engine.types import Meta
-from router.types import ChatChunk, ChatRequest, ChatResponse, ToolCall, Usage
+from router.types import ChatChunk, ChatRequest, ChatResponse, FunctionCall, Message, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from engine.server import Proxy
 
 
 def _usage(u: Usage | None) -> dict[str, Any]:
@@ -38,6 +42,10 @@ def _status(finish: str | None) -> tuple[str, dict[str, str] | None]:
     return "completed", None
 
 
+def _response_id(meta: Meta) -> str:
+    return f"resp_{meta.request_id}"
+
+
 def _message_item(rid: str, text: str, status: str) -> dict[str, Any]:
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     return {"id": f"msg_{rid}", "type": "message", "role": "assistant", "status": status,
@@ -50,14 +58,17 @@ def _call_item(call: ToolCall, status: str) -> dict[str, Any]:
 
 
 class _Shape:
-    """The echoed request fields every ``response`` object carries, computed once per request."""
+    """The echoed request fields every ``response`` object carries, computed once per request, and how to
+    store the answer (``keep``: None when it is not stored)."""
 
-    def __init__(self, req: ResponsesRequest) -> None:
+    def __init__(self, req: ResponsesRequest, keep: Callable[[str, Message], None] | None) -> None:
+        self.keep = keep
         fmt = req.text.format if req.text and req.text.format else None
         self.echo: dict[str, Any] = {
             "instructions": req.instructions, "max_output_tokens": req.max_output_tokens,
             "metadata": req.metadata or {}, "parallel_tool_calls": req.parallel_tool_calls is not False,
-            "previous_response_id": None, "store": False, "temperature": req.temperature, "top_p": req.top_p,
+            "previous_response_id": req.previous_response_id, "store": keep is not None,
+            "temperature": req.temperature, "top_p": req.top_p,
             "tool_choice": req.tool_choice or "auto",
             "tools": [json_to_dict(t) for t in req.tools or ()],
             "text": {"format": json_to_dict(fmt) if fmt is not None else {"type": "text"}},
@@ -66,7 +77,7 @@ class _Shape:
 
     def response(self, meta: Meta, model: str, status: str, output: list[dict[str, Any]], usage: Usage | None,
                  incomplete: dict[str, str] | None = None, created: int | None = None) -> dict[str, Any]:
-        return {"id": f"resp_{meta.request_id}", "object": "response", "created_at": created or int(time.time()),
+        return {"id": _response_id(meta), "object": "response", "created_at": created or int(time.time()),
                 "status": status, "model": model, "output": output,
                 "usage": _usage(usage) if status != "in_progress" else None,
                 "incomplete_details": incomplete, **self.echo}
@@ -82,9 +93,19 @@ def json_to_dict(value: Any) -> dict[str, Any]:
 class ResponsesDoor(ChatDoor):
     what = "Responses"
 
-    def decode(self, body: bytes) -> tuple[ChatRequest, _Shape]:
-        req = decode_body(body, request_decoder, self.what)
-        return to_chat_request(req), _Shape(req)
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__(proxy)
+        self.store = ResponseStore(self.engine)
+
+    def decode(self, body: bytes, tenant: str) -> tuple[ChatRequest, _Shape]:
+        req: ResponsesRequest = decode_body(body, request_decoder, self.what)
+        history = self.store.load(tenant, req.previous_response_id) if req.previous_response_id else []
+        chat, conversation = to_chat_request(req, history)
+        keep = None
+        if req.store is not False and self.store.enabled:
+            def keep(response_id: str, answer: Message) -> None:
+                self.store.save(tenant, response_id, [*conversation, answer])
+        return chat, _Shape(req, keep)
 
     def encode(self, response: ChatResponse, meta: Meta, state: _Shape) -> bytes:
         choice = response.choices[0]
@@ -93,6 +114,9 @@ class ResponsesDoor(ChatDoor):
         if choice.message.content or not choice.message.tool_calls:
             output.append(_message_item(meta.request_id, choice.message.content or "", "completed"))
         output += [_call_item(c, "completed") for c in choice.message.tool_calls or ()]
+        if state.keep is not None:
+            state.keep(_response_id(meta), Message(role="assistant", content=choice.message.content,
+                                                   tool_calls=choice.message.tool_calls))
         model = response.model or meta.model or ""
         return json_encode(state.response(meta, model, status, output, response.usage, incomplete))
 
@@ -193,6 +217,12 @@ class _EventWriter:
                                 name=item["name"], arguments=item["arguments"]),
                     self._event("response.output_item.done", output_index=at, item=item)]
         status, incomplete = _status(self.finish)
+        if self.shape.keep is not None:
+            calls = [ToolCall(id=self.output[at]["call_id"], function=FunctionCall(
+                name=self.output[at]["name"], arguments=self.output[at]["arguments"]))
+                for at in sorted(self.calls.values())]
+            self.shape.keep(_response_id(self.meta), Message(role="assistant", content="".join(self.text) or None,
+                                                             tool_calls=calls or None))
         kind = "response.completed" if status == "completed" else "response.incomplete"
         out.append(self._event(kind, response=self._response(status, incomplete)))
         return out

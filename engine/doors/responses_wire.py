@@ -2,7 +2,7 @@
 
 ``input`` is a string or a list of items: messages (``input_text``/``input_image``/``output_text`` parts),
 ``function_call`` and ``function_call_output``. Anything thrifty cannot carry to every provider (built-in
-tools, ``previous_response_id``, ``include``) is a 400 that names the field, never silently dropped.
+tools, ``include``, reasoning items) is a 400 that names the field, never silently dropped.
 """
 
 from __future__ import annotations
@@ -210,10 +210,6 @@ def _response_format(text: TextConfig | None) -> ResponseFormat | None:
 
 
 def _refuse(req: ResponsesRequest) -> None:
-    if req.previous_response_id is not None:
-        raise RequestError("previous_response_id: thrifty does not keep responses; send the earlier turns as "
-                           "input items (message, function_call, function_call_output)",
-                           param="previous_response_id")
     if req.include:
         raise RequestError(f"include: {req.include[0]!r} is not supported through thrifty", param="include")
     if not req.input:
@@ -222,10 +218,14 @@ def _refuse(req: ResponsesRequest) -> None:
         raise RequestError("max_output_tokens: must be at least 1", param="max_output_tokens")
 
 
-def to_chat_request(req: ResponsesRequest) -> ChatRequest:
+def to_chat_request(req: ResponsesRequest, history: list[Message]) -> tuple[ChatRequest, list[Message]]:
+    """The internal request, and the conversation to store with its answer (``history`` of the previous
+    response, then this input; the instructions apart, as OpenAI does not carry them over)."""
     _refuse(req)
+    conversation = [*history, *chat_messages(None, req.input)]
+    system = [Message(role="system", content=req.instructions)] if req.instructions else []
     return ChatRequest(
-        messages=chat_messages(req.instructions, req.input),
+        messages=[*system, *conversation],
         model=req.model,
         max_completion_tokens=req.max_output_tokens,
         temperature=req.temperature,
@@ -245,4 +245,4 @@ def to_chat_request(req: ResponsesRequest) -> ChatRequest:
         stream=True if req.stream else None,
         stream_options=_INCLUDE_USAGE if req.stream else None,  # usage goes into response.completed
         thrifty=req.thrifty,
-    )
+    ), conversation

@@ -118,7 +118,7 @@ def test_json_schema_format_and_clear_400s(serve, upstream: FakeUpstream, tmp_pa
                             text={"format": {"type": "json_schema", "name": "reply", "schema": schema}})
     assert upstream.requests[-1].body["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
-    cases = [({"previous_response_id": "resp_123"}, "previous_response_id"),
+    cases = [({"previous_response_id": "resp_unknown"}, "no stored response"),
              ({"tools": [{"type": "web_search"}]}, "tools"),
              ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type")]
     for extra, named in cases:
@@ -129,3 +129,47 @@ def test_json_schema_format_and_clear_400s(serve, upstream: FakeUpstream, tmp_pa
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="gpt-4o-mini", input="hi", previous_response_id="resp_123")
     assert len(upstream.requests) == 1
+
+
+def test_previous_response_id_chains_per_tenant(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    tenants = {"acme": {"keys": [{"name": "a", "key": "vk-acme"}]}, "zeta": {"keys": [{"name": "z", "key": "vk-zeta"}]}}
+    live, _ = serve(config(tmp_path, upstream, "openai", tenants=tenants))
+    acme = openai.OpenAI(base_url=live.url + "/v1", api_key="vk-acme", max_retries=0)
+    first = acme.responses.create(model="gpt-4o-mini", instructions="Be brief.", input="My name is Ada.")
+    assert first.store is True
+    second = acme.responses.create(model="gpt-4o-mini", input="What is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    # The earlier turn and its answer reach the upstream; the earlier instructions do not (as on OpenAI).
+    assert upstream.requests[-1].body["messages"] == [
+        {"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "What is my name?"}]
+    # An agent loop: a streamed tool call, then only its output, chained by id.
+    upstream.script(Reply(tool_calls=[CALL]))
+    with acme.responses.stream(model="gpt-4o-mini", input="Weather in Paris?", tools=TOOLS,
+                               previous_response_id=second.id) as stream:
+        called = stream.get_final_response()
+    acme.responses.create(model="gpt-4o-mini", tools=TOOLS, previous_response_id=called.id,
+                          input=[{"type": "function_call_output", "call_id": "call_w1", "output": "18C"}])
+    sent = upstream.requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user", "assistant", "user", "assistant", "tool"]
+    assert sent[5]["tool_calls"][0]["id"] == "call_w1" and sent[6] == {"role": "tool", "tool_call_id": "call_w1",
+                                                                       "content": "18C"}
+    # Another tenant cannot continue acme's conversation, and store=false keeps nothing.
+    zeta = openai.OpenAI(base_url=live.url + "/v1", api_key="vk-zeta", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as other:
+        zeta.responses.create(model="gpt-4o-mini", input="What is my name?", previous_response_id=first.id)
+    assert "no stored response" in other.value.message
+    unstored = acme.responses.create(model="gpt-4o-mini", input="Forget this.", store=False)
+    assert unstored.store is False
+    with pytest.raises(openai.BadRequestError):
+        acme.responses.create(model="gpt-4o-mini", input="And?", previous_response_id=unstored.id)
+
+
+def test_no_cache_means_nothing_stored_and_a_clear_400(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(config(tmp_path, upstream, "openai", cache={"enabled": False}))
+    client = _client(live.url)
+    first = client.responses.create(model="gpt-4o-mini", input="Hello")
+    assert first.store is False
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="gpt-4o-mini", input="Again", previous_response_id=first.id)
+    assert "stores no responses" in refused.value.message
