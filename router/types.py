@@ -109,6 +109,11 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+    # What an earlier answer carried, echoed back by clients that append ``choices[0].message`` to the
+    # history as is (the openai SDK does): accepted and passed to OpenAI-format upstreams.
+    annotations: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
+    function_call: dict[str, Any] | None = None
 
 
 class ResponseFormat(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -204,6 +209,8 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     content: str | None = msgspec.field(default_factory=_null)
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = msgspec.field(default_factory=_null)
+    annotations: list[dict[str, Any]] | None = None  # e.g. url citations from an OpenAI upstream, kept
+    audio: dict[str, Any] | None = None
 
 
 class Choice(msgspec.Struct, omit_defaults=True):

@@ -24,6 +24,7 @@ from router.providers.anthropic_wire import (
     StreamTranslator,
     from_anthropic_response,
     to_anthropic_events,
+    to_anthropic_request,
 )
 from router.providers.cortex_wire import CortexStreamTranslator
 from router.streaming import ChunkAccumulator
@@ -37,6 +38,7 @@ from router.types import (
     Usage,
     chunk_decoder,
     encoder,
+    request_decoder,
     response_decoder,
 )
 
@@ -235,3 +237,18 @@ def test_decoded_chunks_re_encode_without_inventing_a_name() -> None:
     doc = msgspec.json.decode(encoder.encode(chunk_decoder.decode(later)))
     assert doc["choices"][0]["delta"]["tool_calls"] == [{"index": 0, "function": {"arguments": '{"a"'}}]
     assert doc["choices"][0]["finish_reason"] is None
+
+
+def test_an_echoed_answer_is_accepted_in_the_history_and_annotations_are_kept() -> None:
+    upstream = (b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+                b'"message":{"role":"assistant","content":"See [1].","refusal":null,"annotations":[{"type":'
+                b'"url_citation","url_citation":{"start_index":4,"end_index":7,"title":"T","url":"https://e.x/"}}]},'
+                b'"logprobs":null,"finish_reason":"stop"}]}')
+    doc = check_response(response_decoder.decode(upstream))
+    echoed = doc["choices"][0]["message"]
+    assert echoed["annotations"][0]["type"] == "url_citation"
+    # The openai SDK sends ``choices[0].message`` back as is: refusal, annotations and all.
+    request = request_decoder.decode(json.dumps({"messages": [
+        {"role": "user", "content": "Cite something."}, echoed, {"role": "user", "content": "More?"}]}).encode())
+    assert request.messages[1].annotations == echoed["annotations"]
+    assert to_anthropic_request(request, "claude")["messages"][1] == {"role": "assistant", "content": "See [1]."}
