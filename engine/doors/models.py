@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,46 +32,84 @@ class ModelsDoor:
         self.engine = proxy.engine
         self.embeddings = embeddings
 
-    def served(self) -> dict[str, dict[str, Any]]:
-        """Model objects by id: chat models and embedding models with a route on a configured provider."""
+    def served(self) -> dict[str, _Served]:
+        """Chat and embedding models with a route on a configured provider, plus ``auto``, by id."""
         providers = set(self.engine.dispatcher.providers)
-        now = int(time.time())
-        out = {"auto": {"id": "auto", "object": "model", "created": now, "owned_by": "thrifty"}}
+        out = {"auto": _Served("auto", "thrifty")}
         for m in self.engine.catalog:
             if any(r.provider in providers for r in m.routes):
-                out[m.id] = {"id": m.id, "object": "model", "created": now, "owned_by": m.vendor}
+                out[m.id] = _Served(m.id, m.vendor, m.released, m.context_window, m.max_output)
         if self.embeddings is not None:
             for e in self.embeddings.served_models():
-                out[e.id] = {"id": e.id, "object": "model", "created": now, "owned_by": e.vendor}
+                out[e.id] = _Served(e.id, e.vendor, "", e.max_input_tokens)
         return out
+
+    def find(self, name: str) -> _Served | None:
+        served = self.served()
+        model = served.get(name)
+        if model is None and name in self.engine.catalog:  # an alias of a served model
+            model = served.get(self.engine.catalog.get(name).id)
+        return model
 
     async def list(self, request: Request) -> Response:
         try:
             self.proxy.authenticate(request)
         except Exception as exc:
-            return self.proxy_error(exc)
-        return JSONBytes(json_encode({"object": "list", "data": list(self.served().values())}))
+            return self.proxy_error(exc, request)
+        models = list(self.served().values())
+        if _anthropic(request):  # the Anthropic SDK's models.list(): its own page shape
+            data = [m.anthropic() for m in models]
+            return JSONBytes(json_encode({"data": data, "has_more": False, "first_id": data[0]["id"],
+                                          "last_id": data[-1]["id"]}))
+        now = int(time.time())
+        return JSONBytes(json_encode({"object": "list", "data": [m.openai(now) for m in models]}))
 
     async def get(self, request: Request) -> Response:
         try:
             self.proxy.authenticate(request)
         except Exception as exc:
-            return self.proxy_error(exc)
+            return self.proxy_error(exc, request)
         name = request.path_params["model"]
-        served = self.served()
-        model = served.get(name)
-        if model is None and name in self.engine.catalog:  # an alias of a served model
-            model = served.get(self.engine.catalog.get(name).id)
+        model = self.find(name)
         if model is None:
-            return _error(404, f"model {name!r} is not served by any configured provider; GET /v1/models lists "
-                               "those that are", param="model", code="model_not_found")
-        return JSONBytes(json_encode(model))
+            message = f"model {name!r} is not served by any configured provider; GET /v1/models lists those that are"
+            if _anthropic(request):
+                return JSONBytes(json_encode({"type": "error", "error": {"type": "not_found_error",
+                                                                         "message": message}}), status_code=404)
+            return _error(404, message, param="model", code="model_not_found")
+        return JSONBytes(json_encode(model.anthropic() if _anthropic(request) else model.openai(int(time.time()))))
 
     @staticmethod
-    def proxy_error(exc: BaseException) -> Response:
+    def proxy_error(exc: BaseException, request: Request) -> Response:
+        from engine.doors.anthropic_messages import error_body
+        from engine.errors import translate
         from engine.server import error_response
 
+        if _anthropic(request):
+            err = translate(exc)
+            return JSONBytes(error_body(err), status_code=err.status)
         return error_response(exc)
+
+
+def _anthropic(request: Request) -> bool:
+    """The Anthropic SDKs send ``anthropic-version`` on every call; OpenAI's never do."""
+    return "anthropic-version" in request.headers
+
+
+class _Served(msgspec.Struct, frozen=True):
+    id: str
+    vendor: str
+    released: str = ""  # ISO date, "" when unknown
+    window: int | None = None
+    max_output: int | None = None
+
+    def openai(self, now: int) -> dict[str, Any]:
+        return {"id": self.id, "object": "model", "created": now, "owned_by": self.vendor}
+
+    def anthropic(self) -> dict[str, Any]:
+        return {"type": "model", "id": self.id, "display_name": self.id, "lifecycle": "active",
+                "created_at": f"{self.released or '1970-01-01'}T00:00:00Z",
+                "max_input_tokens": self.window, "max_tokens": self.max_output}
 
 
 def route_handlers(routes: Sequence[BaseRoute]) -> dict[Any, Callable[..., Any]]:

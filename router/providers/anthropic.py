@@ -11,6 +11,7 @@ import msgspec
 from models.schema import Route
 from router.deadline import Deadline
 from router.errors import MalformedResponse, ServerError
+from router.providers._fields import FieldGate, unsupported
 from router.providers.anthropic_wire import (
     JSON_TOOL,
     StreamTranslator,
@@ -21,7 +22,6 @@ from router.providers.anthropic_wire import (
 from router.providers.base import BadEvents, ChunkStream, HTTPProvider
 from router.providers.config import ProviderConfig, base_url_of, read_api_key, resolve_template
 from router.providers.fanout import MAX_FAN_OUT, fan_out
-from router.providers.fields import FieldGate, unsupported
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 _encoder = msgspec.json.Encoder()

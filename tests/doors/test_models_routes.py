@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import ModelInfo
 from doors_support import config
 
 from bench.fake_upstream import FakeUpstream
@@ -40,3 +42,17 @@ def test_unknown_route_and_wrong_method_are_json(serve, upstream: FakeUpstream, 
     wrong = httpx.get(live.url + "/v1/chat/completions")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     assert "POST" in wrong.headers["allow"]
+
+
+def test_anthropic_sdk_models_list_and_retrieve(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(config(tmp_path, upstream, routes={"fake": ["gpt-4o-mini", "claude-sonnet-4.5"]}))
+    claude = anthropic.Anthropic(base_url=live.url, api_key="sk-x", max_retries=0)
+    page = claude.models.list()
+    assert {m.id for m in page.data} == {"auto", "gpt-4o-mini", "claude-sonnet-4-5"}
+    for m in page.data:
+        ModelInfo.model_validate(m.model_dump())
+    one = claude.models.retrieve("claude-sonnet-4.5")  # an alias: the canonical id comes back
+    assert one.id == "claude-sonnet-4-5" and one.type == "model" and one.max_input_tokens and one.created_at.year >= 2025
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.models.retrieve("gpt-5")
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
