@@ -11,7 +11,6 @@ it is accepted where the field itself is rejected.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -172,15 +171,3 @@ def markdown() -> str:
     for name in ChatRequest.__struct_fields__:
         lines.append(f"| `{name}` | " + " | ".join(_cell(TABLES[k][name]) for k in kinds) + " |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    if argv[1:] != ["--markdown"]:
-        print("usage: python -m router.providers.fields --markdown", file=sys.stderr)
-        return 2
-    sys.stdout.write(markdown())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))

@@ -11,11 +11,11 @@ import msgspec
 from models.schema import Route
 from router.deadline import Deadline
 from router.errors import MalformedResponse, ServerError
+from router.providers._fields import FieldGate, unsupported
 from router.providers.base import BadEvents, ChunkStream, HTTPProvider, error_message
 from router.providers.config import ProviderConfig, base_url_of, read_api_key, resolve_template
 from router.providers.cortex_wire import CortexStreamTranslator, to_cortex_request
 from router.providers.fanout import MAX_FAN_OUT, fan_out
-from router.providers.fields import FieldGate, unsupported
 from router.streaming import ChunkAccumulator
 from router.types import ChatChunk, ChatRequest, ChatResponse, has_images
 

@@ -28,10 +28,10 @@ from models.tokens import estimate_messages, estimate_tokens
 from router.chunks import response_chunks
 from router.deadline import Deadline
 from router.errors import UpstreamTimeout
+from router.providers._fields import unsupported
 from router.providers.base import ChunkStream
 from router.providers.config import ProviderConfig
 from router.providers.embeddings import Embedded, labelled_vector
-from router.providers.fields import unsupported
 from router.providers.schema_instance import instance
 from router.types import (
     ChatChunk,
