@@ -303,6 +303,7 @@ class Dispatcher:
                     self._end_segment(now, None, result.attempts)
                     current = None
                 except ProviderError as exc:
+                    await now.upstream.aclose()  # free its connection before another is opened
                     self._end_segment(now, exc, result.attempts)
                     if acc.finished:
                         # Every choice finished; only the tail (usage, sentinel) was lost: the answer is whole.
@@ -344,6 +345,8 @@ class Dispatcher:
         """Ask the next candidates, in order, to continue the text sent so far; None when none can."""
         acc, attempts = result.accumulator, result.attempts
         why = continuable(request, acc) or ("the deadline was reached" if deadline.expired else None)
+        if why is None and segments and segments[-1].failure is not None and not segments[-1].failure.retryable:
+            why = f"the upstream refused the request itself ({segments[-1].failure.kind})"  # e.g. a content filter
         if why is not None or not rest:
             log.warning("dispatch: %s: stream not continued: %s", result.candidate.deployment,
                         why or "no candidate left")

@@ -10,7 +10,7 @@ import msgspec
 
 from models.schema import Route
 from router.deadline import Deadline
-from router.errors import MalformedResponse, ServerError
+from router.errors import MalformedResponse
 from router.providers._fields import FieldGate, unsupported
 from router.providers.anthropic_wire import (
     JSON_TOOL,
@@ -91,8 +91,8 @@ class AnthropicProvider(HTTPProvider):
                     continue
                 if event.get("type") == "error":
                     err = event.get("error") or {}
-                    raise ServerError(self._clean(f"{err.get('type', 'error')}: {err.get('message', '')}"),
-                                      provider=self.name)
+                    meta = {k: self._clean(str(err[k])) for k in ("type",) if isinstance(err.get(k), str)}
+                    raise self.stream_error(self._clean(f"{err.get('type', 'error')}: {err.get('message', '')}"), meta)
                 try:
                     chunk = translator.feed(event)
                 except (KeyError, TypeError) as exc:

@@ -350,6 +350,15 @@ class HTTPProvider:
         except httpx.HTTPError as exc:
             raise ConnectFailed(self._clean(f"stream broken: {type(exc).__name__}: {exc}"), provider=self.name) from exc
 
+    def stream_error(self, message: str, meta: dict[str, str]) -> ProviderError:
+        """An error event inside a stream: the request's own (an invalid request, a content filter) says
+        nothing about the deployment's health and is not continued elsewhere; anything else is the
+        deployment's (overloaded, internal)."""
+        kind, code = meta.get("type") or "", meta.get("code") or ""
+        own = kind == "invalid_request_error" or "content" in code
+        cls: type[ProviderError] = BadRequest if own else ServerError
+        return cls(message, provider=self.name, code=meta.get("code"), type=meta.get("type"), param=meta.get("param"))
+
     def skip_bad_event(self, bad: BadEvents, exc: Exception) -> None:
         """Count one undecodable event (clients skip them too); past the stream's limit, fail the stream."""
         bad.count += 1

@@ -10,8 +10,7 @@ import msgspec
 
 from models.schema import Route
 from router.deadline import Deadline
-from router.errors import ServerError
-from router.providers.base import BadEvents, HTTPProvider, error_message
+from router.providers.base import BadEvents, HTTPProvider, error_message, error_meta
 from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
 from router.providers.embeddings import Embedded, embed_http
 from router.types import ChatChunk, ChatRequest, ChatResponse, StreamOptions, chunk_decoder, response_decoder
@@ -75,7 +74,8 @@ class OpenAIProvider(HTTPProvider):
                     chunk = chunk_decoder.decode(data)
                 except msgspec.DecodeError as exc:
                     if b'"error"' in data:
-                        raise ServerError(error_message(data, self._clean), provider=self.name) from exc
+                        raise self.stream_error(error_message(data, self._clean),
+                                                error_meta(data, self._clean)) from exc
                     self.skip_bad_event(bad, exc)
                     continue
                 yield chunk

@@ -367,3 +367,39 @@ async def test_outage_with_requests_in_flight(make_provider: Callable[..., Provi
     assert probes[0] <= int((outage - opened_at[0]) / cooldown) + 2  # at most one probe per cool-down
     back = [t for t, d in served if d == "a/model-a" and t >= outage]
     assert back and back[0] - outage <= cooldown + SLACK  # traffic returns within one cool-down
+
+
+async def test_content_filter_event_mid_stream_is_not_continued_nor_held_against_the_deployment(
+        three: Dispatcher, upstream: FakeUpstream) -> None:
+    def data(obj: str) -> bytes:
+        return b"data: " + obj.encode() + b"\n\n"
+
+    events = [data('{"id":"c1","model":"model-a","created":1,"choices":[{"index":0,"delta":{"role":"assistant",'
+                   '"content":"Once upon"},"finish_reason":null}]}'),
+              data('{"error":{"message":"Output blocked by the content filter","type":"invalid_request_error",'
+                   '"param":null,"code":"content_filter"}}')]
+    upstream.script(Reply(events=events), model="model-a")
+    result = await three.stream(chat(), [A, B])
+    text, _, error = await drain(result)
+    assert isinstance(error, StreamInterrupted) and text == "Once upon"
+    assert result.error.kind == "bad_request" and result.error.code == "content_filter"  # type: ignore[attr-defined]
+    assert per_deployment(upstream) == {"model-a": 1}  # not continued elsewhere
+    assert three.breakers.states()["a/model-a"] == "closed" and three.breakers.get("a/model-a", "a")._consecutive == 0
+
+
+async def test_every_retry_fallback_and_circuit_change_is_logged_without_the_key(
+        make_provider: Callable[..., Provider], upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-live-NEVER-IN-A-LOG-42"
+    monkeypatch.setenv("THRIFTY_TEST_KEY", secret)
+    breakers = Breakers(default=BreakerConfig(consecutive_failures=1, cooldown=30))
+    dispatcher = Dispatcher({"a": make_provider("openai", "a", api_key_env="THRIFTY_TEST_KEY"),
+                             "b": make_provider("openai", "b")}, breakers)
+    upstream.script(Reply.error_status(503, f"overloaded, key {secret}"), model="model-a")
+    with caplog.at_level("WARNING", logger="thrifty.router"):
+        result = await dispatcher.stream(chat(), [A, B])
+        await drain(result)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("provider a deployment a/model-a attempt 1: server 503" in line for line in lines)
+    assert any(line.startswith("circuit a/model-a: open") for line in lines)
+    assert all(secret not in line for line in lines) and any("[redacted]" in line for line in lines)
