@@ -70,12 +70,17 @@ def _definitions() -> dict[str, Any]:
 
 
 @cache
+def _checked_definitions() -> dict[str, Any]:
+    """The definitions, checked once against the Draft 2020-12 metaschema (a typo in them is an error)."""
+    defs = _definitions()
+    jsonschema.Draft202012Validator.check_schema({"$defs": defs})
+    return defs
+
+
+@cache
 def validator(schema: str) -> jsonschema.protocols.Validator:
     """A Draft 2020-12 validator for one named schema of the OpenAPI file (made once per name)."""
-    root = {"$ref": f"#/$defs/{schema}", "$defs": _definitions()}
-    cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
-    cls.check_schema(root)
-    return cls(root)
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{schema}", "$defs": _checked_definitions()})
 
 
 def schema_errors(schema: str, document: Any) -> list[str]:
