@@ -29,7 +29,7 @@ from cache.errors import (
 )
 from cache.index import IndexParams, IndexSet, PartitionIndex
 from cache.modes import MODES, CacheMode, reads, writes
-from cache.scope import IGNORED_FIELDS, PARTITION_FIELDS, Scope, scope
+from cache.scope import IGNORED_FIELDS, PARTITION_FIELDS, Scope, namespace_problem, scope, space
 from cache.semantic import CacheConfig, CacheStats, EntryMeta, Hit, SemanticCache, Verifier
 from cache.store import EVICTION_POLICIES, SCHEMA_VERSION
 from cache.transfer import export_jsonl, import_jsonl
@@ -87,5 +87,7 @@ __all__ = [
     "import_jsonl",
     "reads",
     "scope",
+    "space",
+    "namespace_problem",
     "writes",
 ]

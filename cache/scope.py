@@ -1,7 +1,7 @@
 """Scoping: a request -> (partition key, exact key, semantic text). A pure function of the request.
 
 * **partition** — 16-byte blake2b of the canonical JSON of everything that must match for an answer to
-  be reusable: the namespace, every field in ``PARTITION_FIELDS`` and every message except the final user
+  be reusable: the tenant, the namespace, every field in ``PARTITION_FIELDS`` and every message except the final user
   turn's *text* (system prompt, earlier turns, and the final turn's role, name and non-text parts such as
   images). Semantic search only ever looks inside one partition.
 * **text** — the text of the final user turn: what the encoder embeds and the verifier compares.
@@ -11,6 +11,12 @@ If the last message is not a user turn (an assistant prefill, a tool result), th
 in the partition, ``text`` is ``""`` and the request is *exact-only*: it can hit only byte-identical
 requests, since there is no user question to compare semantically. An empty user turn is exact-only too.
 
+**Tenancy.** A namespace is a sub-space of its tenant: ``scope(req, namespace="faq", tenant="acme")``
+and ``tenant="globex"`` give different partitions, so no choice of namespace reaches another tenant's
+entries. A namespace shared by several tenants (granted in config) is scoped with ``tenant=None``. The
+stored label of an entry's space (``Scope.namespace``, what purge and export name) is
+:func:`space` ``(tenant, namespace)``: ``"acme/faq"``, or ``"/faq"`` for a shared namespace.
+
 ``cache`` does not import ``router``: fields are read by name with ``getattr``. A test checks that every
 field of ``router.types.ChatRequest`` is in exactly one of ``PARTITION_FIELDS`` / ``IGNORED_FIELDS``, so a
 new request field cannot silently fall out of the key.
@@ -19,6 +25,7 @@ new request field cannot silently fall out of the key.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import msgspec
@@ -55,7 +62,7 @@ IGNORED_FIELDS: tuple[tuple[str, str], ...] = (
     ("stream_options", "only shapes the stream (usage chunk), not the answer"),
     ("store", "provider-side retention flag; does not change the answer"),
     ("metadata", "caller's bookkeeping tags; do not change the answer"),
-    ("user", "end-user id for abuse tracking; tenancy is the namespace's job"),
+    ("user", "end-user id for abuse tracking; tenancy comes from the caller's key, not the body"),
     ("safety_identifier", "end-user id for abuse tracking; does not change the answer"),
     ("prompt_cache_key", "provider prompt-cache routing hint; does not change the answer"),
     ("service_tier", "latency/price tier; the same model answers"),
@@ -66,8 +73,29 @@ _SEMANTIC_FIELDS = tuple(f for f in PARTITION_FIELDS if f != "messages")
 _canonical = msgspec.json.Encoder(order="deterministic")
 
 
+MAX_NAMESPACE_CHARS = 128
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+
+
+def namespace_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a namespace, or None: 1-128 characters of ``A-Z a-z 0-9 . _ : -``,
+    starting with a letter or digit (so it never contains the ``/`` of a space label)."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > MAX_NAMESPACE_CHARS:
+        return f"is {len(name)} characters long; the limit is {MAX_NAMESPACE_CHARS}"
+    if not _NAMESPACE_RE.fullmatch(name):
+        return "may contain only letters, digits and . _ : - (and must start with a letter or digit)"
+    return None
+
+
+def space(tenant: str | None, namespace: str) -> str:
+    """The label of a cache space: ``"<tenant>/<namespace>"``; ``"/<namespace>"`` when shared."""
+    return f"{tenant or ''}/{namespace}"
+
+
 class Scope(msgspec.Struct, frozen=True):
-    namespace: str
+    namespace: str  # the space label: space(tenant, namespace)
     partition: bytes  # 16-byte blake2b digest
     exact_key: bytes  # 16-byte blake2b digest
     text: str  # the final user turn's text; "" means exact-only
@@ -99,8 +127,9 @@ def _text_of_parts(content: Any) -> str:
     return "\n".join(p["text"] if isinstance(p, dict) else p.text for p in content if _is_text_part(p))
 
 
-def scope(request: Any, namespace: str = "default") -> Scope:
-    """Partition, exact key and semantic text of ``request`` (a ``ChatRequest`` or anything shaped like it)."""
+def scope(request: Any, namespace: str = "default", tenant: str | None = "default") -> Scope:
+    """Partition, exact key and semantic text of ``request`` (a ``ChatRequest`` or anything shaped like it)
+    in ``tenant``'s ``namespace`` (``tenant=None``: a namespace shared between tenants)."""
     messages = list(getattr(request, "messages", None) or ())
     last = messages[-1] if messages else None
     if last is not None and getattr(last, "role", None) == "user":
@@ -108,7 +137,9 @@ def scope(request: Any, namespace: str = "default") -> Scope:
         history: list[Any] = [*messages[:-1], _non_text(last)]
     else:
         text, history = "", messages
-    payload = [namespace, [getattr(request, f, None) for f in _SEMANTIC_FIELDS], history]
+    # The tenant is its own element (not part of a joined string): no tenant/namespace pair can be
+    # spelled to collide with another's. A shared space's tenant is null, which no tenant name encodes to.
+    payload = [tenant, namespace, [getattr(request, f, None) for f in _SEMANTIC_FIELDS], history]
     try:
         canonical = _canonical.encode(payload)
     except (TypeError, msgspec.EncodeError) as e:
@@ -116,4 +147,4 @@ def scope(request: Any, namespace: str = "default") -> Scope:
     partition = hashlib.blake2b(canonical, digest_size=16).digest()
     exact = hashlib.blake2b(partition, digest_size=16)
     exact.update(text.encode("utf-8", "surrogatepass"))
-    return Scope(namespace, partition, exact.digest(), text)
+    return Scope(space(tenant, namespace), partition, exact.digest(), text)

@@ -1,23 +1,37 @@
 """Budgets per tenant and per virtual key: daily and monthly USD, soft (warn) and hard (reject/downgrade).
 
-Spend is tracked in memory for this process and summed with what other workers wrote to the shared
-ledger (refreshed at most every ``refresh_s`` seconds), so the check on the request path is a few dict
-lookups, and several workers sharing one data directory still see each other's spend.
+A request that a budget applies to **reserves** its expected cost before dispatch and **settles** its
+actual cost when it ends (success, error, stream end, client disconnect). The check and the reservation
+are one atomic step in a :class:`BudgetStore` shared by every worker and process on one data directory,
+so concurrent requests see each other's in-flight spend: a hard limit is overshot by at most the
+expected cost of the requests in flight when it was reached (and by what an answer costs beyond its
+estimate). A request with no budget does no work here at all.
+
+:class:`LocalBudgetStore` keeps the counters in SQLite (``budgets.sqlite3`` in the data directory) and
+runs each step in a ``BEGIN IMMEDIATE`` transaction; a Redis store can implement the same three
+methods. Store calls run on one thread per tracker, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from typing import Literal
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, Protocol
 
 import msgspec
 
 log = logging.getLogger("thrifty.budgets")
 
 Action = Literal["ok", "warn", "downgrade", "reject"]
+_RANK = {"ok": 0, "warn": 1, "downgrade": 2, "reject": 3}
 
 
 class Limit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -35,7 +49,7 @@ class BudgetState(msgspec.Struct):
     subject: str  # "tenant:acme" or "key:team-a"
     period: str  # "daily" | "monthly"
     window: str  # the day or month it covers
-    spend_usd: float
+    spend_usd: float  # settled spend plus what requests in flight have reserved
     soft_usd: float | None
     hard_usd: float | None
     status: Action
@@ -46,27 +60,158 @@ class Verdict(msgspec.Struct, frozen=True):
     message: str = ""
 
 
+Counter = tuple[str, str, str]  # (subject, period, window)
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    id: str
+    counters: tuple[Counter, ...]
+    amount_usd: float
+
+
+class BudgetStore(Protocol):
+    """Atomic spend counters shared by every process that enforces one set of budgets."""
+
+    def reserve(self, rid: str, counters: Sequence[Counter], blocking: Sequence[float | None],
+                amount_usd: float) -> tuple[bool, list[float]]:
+        """Each counter's spend (settled + reserved) before this request; reserve ``amount_usd`` on all of
+        them unless some counter's spend has reached its ``blocking`` limit (then reserve nothing)."""
+
+    def settle(self, rid: str, counters: Sequence[Counter], actual_usd: float) -> None:
+        """Drop the reservation ``rid`` and add the actual cost to its counters."""
+
+    def spent(self, counters: Sequence[Counter]) -> list[float]:
+        """Settled + reserved spend of each counter."""
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spend (
+    subject TEXT NOT NULL, period TEXT NOT NULL, window TEXT NOT NULL, usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (subject, period, window)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT NOT NULL, subject TEXT NOT NULL, period TEXT NOT NULL, window TEXT NOT NULL,
+    usd REAL NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (id, subject, period, window)
+);
+CREATE INDEX IF NOT EXISTS reservations_counter ON reservations (subject, period, window);
+CREATE INDEX IF NOT EXISTS reservations_expires ON reservations (expires);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);
+"""
+_SPENT = ("SELECT COALESCE((SELECT usd FROM spend WHERE subject=?1 AND period=?2 AND window=?3), 0) + "
+          "COALESCE((SELECT SUM(usd) FROM reservations WHERE subject=?1 AND period=?2 AND window=?3), 0)")
+
+
+def _pid_alive(owner: str) -> bool:
+    try:
+        os.kill(int(owner.split("-", 1)[0]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalBudgetStore:
+    """:class:`BudgetStore` on a SQLite file. Reservations expire after ``ttl_s`` (a request's deadline
+    plus slack), and on open those of processes no longer running on this host are dropped at once."""
+
+    def __init__(self, path: str | Path, *, owner: str, ttl_s: float,
+                 seed: Callable[[], list[tuple[str, str, str, float]]] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.owner = owner
+        self.ttl_s = ttl_s
+        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()  # one connection: the tracker's thread, plus admin reads
+        with self._tx() as c:
+            owners = [r[0] for r in c.execute("SELECT DISTINCT owner FROM reservations")]
+            for dead in (o for o in owners if not _pid_alive(o)):
+                c.execute("DELETE FROM reservations WHERE owner = ?", (dead,))
+            # A new counters file starts from the spend the ledger knows, once (in this same transaction,
+            # so two workers starting together cannot both seed it).
+            if seed is not None and c.execute("SELECT 1 FROM meta WHERE k = 'seeded'").fetchone() is None:
+                c.execute("INSERT INTO meta VALUES ('seeded', ?)", (str(time.time()),))
+                c.executemany("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET usd = usd + "
+                              "excluded.usd", seed())
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._conn, self._lock)
+
+    def reserve(self, rid: str, counters: Sequence[Counter], blocking: Sequence[float | None],
+                amount_usd: float) -> tuple[bool, list[float]]:
+        now = time.time()
+        with self._tx() as c:
+            c.execute("DELETE FROM reservations WHERE expires < ?", (now,))
+            spent = [float(c.execute(_SPENT, k).fetchone()[0]) for k in counters]
+            if any(b is not None and s >= b for s, b in zip(spent, blocking, strict=True)):
+                return False, spent
+            if amount_usd > 0:
+                c.executemany("INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              [(rid, *k, amount_usd, self.owner, now + self.ttl_s) for k in counters])
+            return True, spent
+
+    def settle(self, rid: str, counters: Sequence[Counter], actual_usd: float) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM reservations WHERE id = ?", (rid,))
+            if actual_usd > 0:
+                c.executemany("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET usd = usd + "
+                              "excluded.usd", [(*k, actual_usd) for k in counters])
+
+    def spent(self, counters: Sequence[Counter]) -> list[float]:
+        with self._lock:
+            return [float(self._conn.execute(_SPENT, k).fetchone()[0]) for k in counters]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the connection's lock: the write lock is taken before the
+    first read, so no other process can slip a reservation between our check and our insert."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self.conn, self.lock = conn, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self.lock.release()
+
+
 def _windows(now: float) -> dict[str, str]:
     t = time.gmtime(now)
     return {"daily": time.strftime("%Y-%m-%d", t), "monthly": time.strftime("%Y-%m", t)}
 
 
-# Reads another workers' spend: (kind, name, period, window, my_worker) -> USD.
-SpendReader = Callable[[str, str, str, str, str], float]
-
-
 class BudgetTracker:
-    def __init__(self, budgets: dict[str, BudgetConfig], *, worker: str,
-                 read_spend: SpendReader | None = None, refresh_s: float = 1.0,
+    """The budget policy (which limits apply, what crossing one means) over a :class:`BudgetStore`."""
+
+    def __init__(self, budgets: dict[str, BudgetConfig], *, store_factory: Callable[[], BudgetStore],
                  on_warn: Callable[[str, str, float, float], None] | None = None) -> None:
         self._budgets = budgets  # subject ("tenant:x" / "key:y") -> config
-        self._worker = worker
-        self._read_spend = read_spend
-        self._refresh_s = refresh_s
+        self._store_factory = store_factory
+        self._store: BudgetStore | None = None
         self._on_warn = on_warn
-        self._own: dict[tuple[str, str, str], float] = {}
-        self._others: dict[tuple[str, str, str], tuple[float, float]] = {}  # -> (spend, read_at)
-        self._warned: set[tuple[str, str, str]] = set()
+        self._warned: set[Counter] = set()
+        # One thread owns the store: reserve and settle of one process run in order, off the event loop.
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def subjects(self, tenant: str, key_name: str | None) -> list[str]:
@@ -75,58 +220,77 @@ class BudgetTracker:
             out.append(f"key:{key_name}")
         return [s for s in out if s in self._budgets]
 
-    def add(self, tenant: str, key_name: str | None, cost_usd: float, now: float | None = None) -> None:
-        if cost_usd <= 0:
-            return
-        wins = _windows(now or time.time())
-        with self._lock:
-            for subject in self.subjects(tenant, key_name):
-                for period, window in wins.items():
-                    k = (subject, period, window)
-                    self._own[k] = self._own.get(k, 0.0) + cost_usd
-
-    def spend(self, subject: str, period: str, window: str) -> float:
-        k = (subject, period, window)
-        return self._own.get(k, 0.0) + self._others_spend(k)
-
-    def _others_spend(self, k: tuple[str, str, str]) -> float:
-        if self._read_spend is None:
-            return 0.0
-        now = time.monotonic()
-        cached = self._others.get(k)
-        if cached is not None and now - cached[1] < self._refresh_s:
-            return cached[0]
-        subject, period, window = k
-        kind, name = subject.split(":", 1)
-        value = self._read_spend(kind, name, period, window, self._worker)
-        self._others[k] = (value, now)
-        return value
-
-    def check(self, tenant: str, key_name: str | None, now: float | None = None) -> Verdict:
-        """The strongest action any of the request's budgets calls for."""
-        wins = _windows(now or time.time())
-        worst: Verdict = Verdict("ok")
-        rank = {"ok": 0, "warn": 1, "downgrade": 2, "reject": 3}
-        for subject in self.subjects(tenant, key_name):
+    def _limits(self, subjects: list[str], now: float) -> list[tuple[Counter, Limit, BudgetConfig]]:
+        wins = _windows(now)
+        out = []
+        for subject in subjects:
             cfg = self._budgets[subject]
             for period, limit in (("daily", cfg.daily_usd), ("monthly", cfg.monthly_usd)):
-                if limit is None:
-                    continue
-                spent = self.spend(subject, period, wins[period])
-                verdict = self._judge(subject, period, wins[period], spent, limit, cfg)
-                if rank[verdict.action] > rank[worst.action]:
-                    worst = verdict
-        return worst
+                if limit is not None:
+                    out.append(((subject, period, wins[period]), limit, cfg))
+        return out
 
-    def _judge(self, subject: str, period: str, window: str, spent: float, limit: Limit,
-               cfg: BudgetConfig) -> Verdict:
+    def _executor(self) -> tuple[ThreadPoolExecutor, BudgetStore]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-budgets")
+            if self._store is None:
+                self._store = self._store_factory()
+            return self._pool, self._store
+
+    async def reserve(self, tenant: str, key_name: str | None, expected_usd: float,
+                      now: float | None = None) -> tuple[Verdict, Reservation | None]:
+        """Check every budget of the request and reserve ``expected_usd`` against them, atomically.
+        A rejected request reserves nothing; ``(ok, None)`` when no budget applies."""
+        subjects = self.subjects(tenant, key_name)
+        if not subjects:
+            return Verdict("ok"), None
+        limits = self._limits(subjects, now or time.time())
+        if not limits:
+            return Verdict("ok"), None
+        pool, store = self._executor()
+        counters = tuple(k for k, _, _ in limits)
+        blocking = [lim.hard if cfg.on_hard == "reject" else None for _, lim, cfg in limits]
+        rid = uuid.uuid4().hex
+        amount = max(0.0, expected_usd)
+        admitted, spent = await asyncio.get_running_loop().run_in_executor(
+            pool, store.reserve, rid, counters, blocking, amount)
+        worst = Verdict("ok")
+        for (k, lim, cfg), s in zip(limits, spent, strict=True):
+            v = self._judge(k, s, lim, cfg)
+            if _RANK[v.action] > _RANK[worst.action]:
+                worst = v
+        return worst, (Reservation(rid, counters, amount) if admitted else None)
+
+    def settle(self, reservation: Reservation | None, actual_usd: float) -> None:
+        """Replace the reservation with the actual cost; queued on the store's thread, never blocks."""
+        if reservation is None:
+            return
+        pool, store = self._executor()
+        pool.submit(store.settle, reservation.id, reservation.counters, max(0.0, actual_usd))
+
+    def flush(self) -> None:
+        """Wait until every settle queued so far has landed."""
+        if self._pool is not None:
+            self._pool.submit(lambda: None).result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _judge(self, k: Counter, spent: float, limit: Limit, cfg: BudgetConfig) -> Verdict:
+        subject, period, window = k
         if limit.hard is not None and spent >= limit.hard:
             msg = (f"{subject} has spent ${spent:.4f} of its {period} hard limit ${limit.hard:.2f} "
                    f"({window})")
             return Verdict("reject" if cfg.on_hard == "reject" else "downgrade", msg)
         if limit.soft is not None and spent >= limit.soft:
             msg = f"{subject} passed its {period} soft limit: ${spent:.4f} of ${limit.soft:.2f} ({window})"
-            k = (subject, period, window)
             if k not in self._warned:
                 self._warned.add(k)
                 log.warning("budget warning: %s", msg)
@@ -136,14 +300,10 @@ class BudgetTracker:
         return Verdict("ok")
 
     def states(self, now: float | None = None) -> list[BudgetState]:
-        wins = _windows(now or time.time())
-        out = []
-        for subject, cfg in self._budgets.items():
-            for period, limit in (("daily", cfg.daily_usd), ("monthly", cfg.monthly_usd)):
-                if limit is None:
-                    continue
-                spent = self.spend(subject, period, wins[period])
-                action = self._judge(subject, period, wins[period], spent, limit, cfg).action
-                out.append(BudgetState(subject, period, wins[period], round(spent, 6), limit.soft,
-                                       limit.hard, action))
-        return out
+        limits = self._limits(list(self._budgets), now or time.time())
+        if not limits:
+            return []
+        pool, store = self._executor()
+        spent = pool.submit(store.spent, [k for k, _, _ in limits]).result()
+        return [BudgetState(k[0], k[1], k[2], round(s, 6), lim.soft, lim.hard, self._judge(k, s, lim, cfg).action)
+                for (k, lim, cfg), s in zip(limits, spent, strict=True)]

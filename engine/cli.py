@@ -132,7 +132,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.action == "stats":
             print(_cache_stats(args, cache))
         elif args.action == "purge":
-            spaces = [args.target] if args.target else sorted({e.namespace for _, e in cache.store.iter_entries()})
+            spaces = [_space_label(args, args.target)] if args.target else sorted(
+                {e.namespace for _, e in cache.store.iter_entries()})
             for space in spaces:
                 print(f"purged {cache.purge(space)} entries from namespace {space!r}")
         elif args.action == "export":
@@ -146,6 +147,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     finally:
         cache.close()
     return 0
+
+
+def _space_label(args: argparse.Namespace, target: str) -> str:
+    """``tenant/namespace`` as given (``/namespace``: a shared one); a bare tenant: its default namespace."""
+    from cache import space
+
+    if "/" in target:
+        return target
+    cfg = _settings(args).raw.tenants.get(target)
+    return space(target, cfg.namespace if cfg is not None and cfg.namespace else "default")
 
 
 def _confirm_purge_all(args: argparse.Namespace) -> bool:
@@ -260,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="inspect or manage the cache", parents=[common])
     c.add_argument("action", choices=["stats", "purge", "export", "import"])
-    c.add_argument("target", nargs="?", help="namespace (purge; none = every namespace, after a yes) or file "
+    c.add_argument("target", nargs="?", help="tenant/namespace or tenant (purge; none = every namespace, after a yes) or file "
                    "(export/import)")
     c.add_argument("--yes", action="store_true", help="purge: no question asked")
     c.set_defaults(fn=cmd_cache)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from cache.scope import namespace_problem
+from cache.semantic import MAX_TTL_S
 from engine.budgets import BudgetConfig
 from engine.errors import ConfigError
 from models.schema import ModelEntry
@@ -30,6 +32,23 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin_key_env: str = "THRIFTY_ADMIN_KEY"  # the admin API is off when this variable is unset
     max_body_bytes: int = 4 * 1024 * 1024
     allow_anonymous: bool = False  # with tenants configured, serve key-less requests as tenant "default"
+    # What one client may send (engine.limits, engine.http_limits): generous for real clients, small
+    # enough that no single request can hold memory, a connection or a ledger row hostage.
+    max_header_count: int = 100
+    max_header_bytes: int = 64 * 1024  # request line and every header together; over it: 431
+    max_json_depth: int = 64  # nesting of any JSON body; deeper is refused before decoding
+    max_field_chars: int = 512  # model, x-request-id, namespace, user, task, metadata keys and values
+    header_timeout_s: float = 10.0  # the whole request head must arrive within this (slowloris)
+    body_timeout_s: float = 30.0  # the longest silence while a body is being sent (then 408)
+    idle_timeout_s: float = 5.0  # a keep-alive connection with no new request is closed after this
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_header_count", "max_header_bytes", "max_json_depth", "max_field_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name} must be a number of seconds in (0, 3600]")
     # One line per request on the ``thrifty.access`` logger (stderr by default), written off the request path.
     access_log: Literal["text", "json", "off"] = "text"
 
@@ -52,6 +71,8 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     durable: bool = False
 
     def __post_init__(self) -> None:
+        if self.ttl_s is not None and not 0 < self.ttl_s <= MAX_TTL_S:  # refuses nan, inf and 1e300
+            raise ValueError(f"ttl_s must be a finite number of seconds in (0, {MAX_TTL_S:.0f}] or null, got {self.ttl_s}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be between 0 and 1 (cosine, or probability for policy learned), got {self.threshold}")
 
@@ -83,10 +104,30 @@ class VirtualKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keys: tuple[VirtualKeyConfig, ...] = ()
-    namespace: str | None = None  # cache namespace; defaults to the tenant's name
+    # The tenant's default cache namespace: a sub-space of the tenant, like any requested namespace.
+    namespace: str | None = None
+    # Namespaces this tenant shares with every other tenant granted the same name (one space for all).
+    shared_namespaces: tuple[str, ...] = ()
     allow_models: tuple[str, ...] = ()
     deny_models: tuple[str, ...] = ()
     budget: BudgetConfig | None = None
+
+    def __post_init__(self) -> None:
+        for name in (self.namespace, *self.shared_namespaces):
+            problem = namespace_problem(name) if name is not None else None
+            if problem:
+                raise ValueError(f"namespace {name!r}: {problem}")
+
+
+class LedgerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # How often the writer commits queued rows to SQLite. With the journal on, a killed process loses
+    # no completed row; a power loss can lose the rows of about one interval.
+    flush_interval_s: float = 0.05
+    journal: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.001 <= self.flush_interval_s <= 60:  # also refuses nan and inf
+            raise ValueError(f"flush_interval_s must be between 0.001 and 60 seconds, got {self.flush_interval_s}")
 
 
 class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,6 +143,7 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dispatch: DispatchConfig = DispatchConfig()
     cache: CacheConfig = CacheConfig()
     tenants: dict[str, TenantConfig] = {}
+    ledger: LedgerConfig = LedgerConfig()
 
 
 # Providers enabled automatically, with no config file, when their key is in the environment.
@@ -155,12 +197,16 @@ def load_raw(source: str | Path | dict[str, Any] | None) -> tuple[RawConfig, str
             raise ConfigError(f"config file not found: {path}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        except RecursionError as exc:
+            raise ConfigError(f"{path}: nested too deeply to read") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{name}: the top level must be a mapping, got {type(data).__name__}")
     try:
         return msgspec.convert(data, RawConfig), name
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{name}: {_error_path(exc)}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{name}: nested too deeply to read") from exc
 
 
 def _providers(raw: RawConfig) -> tuple[tuple[ProviderConfig, ...], bool, list[str]]:

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from cache import Hit
+from cache import Hit, namespace_problem
 from engine import config as config_mod
-from engine.budgets import BudgetTracker
+from engine.budgets import BudgetTracker, LocalBudgetStore
 from engine.errors import RequestError, ThriftyError, translate
 from engine.ledger import Ledger, UsageRecord
 from engine.metrics import Metrics, label
@@ -52,18 +52,20 @@ class Engine:
         self.settings = settings or config_mod.load(None)
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.metrics = Metrics()
-        self.ledger = Ledger(self.settings.data_dir / "ledger.sqlite3", log_content=self.settings.raw.log_content)
+        lcfg = self.settings.raw.ledger
+        self.ledger = Ledger(self.settings.data_dir / "ledger.sqlite3", log_content=self.settings.raw.log_content,
+                             flush_interval=lcfg.flush_interval_s, journal=lcfg.journal, owner=self.worker)
         self.budgets = BudgetTracker(
-            self.settings.budgets, worker=self.worker, read_spend=self._read_spend,
+            self.settings.budgets, store_factory=self._budget_store,
             on_warn=lambda subject, period, spent, soft: self.metrics.budget_warnings.labels(subject, period).inc(),
         )
         self.parts = build_components(self.settings, encoder)
         self.catalog = self.parts.catalog
         self.dispatcher = self.parts.dispatcher
         self.metrics.watch_open_circuits(self.parts.open_circuits)
+        self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
         self.pipeline = Pipeline(self)
         self._cache: Any = None
-        self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
         self._start_lock = threading.Lock()
         # Cache writes leave the request path: one writer thread, so LMDB sees a single writer here.
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-store")
@@ -98,6 +100,7 @@ class Engine:
     async def aclose(self) -> None:
         await self.dispatcher.aclose()
         await self.flush()
+        await asyncio.to_thread(self.budgets.close)
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -118,26 +121,29 @@ class Engine:
     def _flush_sync(self) -> None:
         for fut in list(self._pending):
             fut.result()
+        self.budgets.flush()
         self.ledger.flush()
 
     # ------------------------------------------------------------------------------------------ the API
     async def complete(self, request: ChatRequest | dict[str, Any], *, tenant: str = "default",
                        key_name: str | None = None, options: ThriftyOptions | None = None,
-                       request_id: str | None = None) -> Completion:
+                       client_request_id: str | None = None) -> Completion:
+        """``client_request_id``: the caller's own id, stored beside the server-made one in the ledger
+        (never a key). ``completion.meta.request_id`` is the server's."""
         req = _as_request(request)
         if req.stream:
             req = msgspec.structs.replace(req, stream=False)
-        ctx = self.pipeline.begin(req, tenant, key_name, options, request_id)
+        ctx = self.pipeline.begin(req, tenant, key_name, options, client_request_id)
         return await self.pipeline.complete(ctx)
 
     def stream(self, request: ChatRequest | dict[str, Any], *, tenant: str = "default",
                key_name: str | None = None, options: ThriftyOptions | None = None,
-               request_id: str | None = None) -> EngineStream:
+               client_request_id: str | None = None) -> EngineStream:
         """An async iterator of chunks. ``await s.start()`` is optional: iteration starts it."""
         req = _as_request(request)
         if not req.stream:
             req = msgspec.structs.replace(req, stream=True)
-        ctx = self.pipeline.begin(req, tenant, key_name, options, request_id)
+        ctx = self.pipeline.begin(req, tenant, key_name, options, client_request_id)
         return self.pipeline.stream(ctx)
 
     async def stream_chunks(self, request: ChatRequest | dict[str, Any], **kw: Any) -> AsyncIterator[ChatChunk]:
@@ -166,9 +172,34 @@ class Engine:
         return self._loop_thread
 
     # ------------------------------------------------------------------------------------------ for the pipeline
-    def namespace_of(self, tenant: str) -> str:
+    def space_of(self, tenant: str, requested: str | None) -> tuple[str | None, str]:
+        """The (owner tenant, namespace) a request's cache lives in. The tenant comes from the caller's
+        key; a requested namespace only picks a sub-space of it, unless the tenant's config grants that
+        name as shared (owner ``None``: one space for every tenant granted the name)."""
         cfg = self.settings.raw.tenants.get(tenant)
-        return (cfg.namespace if cfg and cfg.namespace else tenant)
+        if requested is None:
+            return tenant, (cfg.namespace if cfg and cfg.namespace else "default")
+        problem = namespace_problem(requested)
+        if problem:
+            raise RequestError(f"namespace (x-thrifty-namespace / thrifty.namespace) {problem}", param="namespace")
+        if cfg is not None and requested in cfg.shared_namespaces:
+            return None, requested
+        return tenant, requested
+
+    def _budget_store(self) -> LocalBudgetStore:
+        return LocalBudgetStore(self.settings.data_dir / "budgets.sqlite3", owner=self.worker,
+                                ttl_s=self.settings.raw.dispatch.deadline_s + 60.0, seed=self._ledger_spend)
+
+    def _ledger_spend(self) -> list[tuple[str, str, str, float]]:
+        """Spend per budget counter as the ledger has it: where a new counters file starts from."""
+        self.ledger.flush()
+        rows = []
+        for col, kind in (("tenant", "tenant"), ("virtual_key", "key")):
+            for span, period in (("day", "daily"), ("month", "monthly")):
+                rows += [(f"{kind}:{r['k']}", period, r["w"], float(r["s"])) for r in self.ledger.query(
+                    f"SELECT {col} AS k, {span} AS w, SUM(cost_usd) AS s FROM requests "
+                    f"WHERE {col} IS NOT NULL GROUP BY {col}, {span}")]
+        return rows
 
     async def embed(self, text: str) -> np.ndarray:
         return await self.parts.embed(text)
@@ -209,11 +240,6 @@ class Engine:
     def set_routing_rules(self, raw: Any) -> Any:
         return self.parts.set_rules(raw)
 
-    def _read_spend(self, kind: str, name: str, period: str, window: str, worker: str) -> float:
-        field = {"tenant": "tenant", "key": "virtual_key"}[kind]
-        span = {"daily": "day", "monthly": "month"}[period]
-        return self.ledger.spend(**{field: name, span: window}, exclude_worker=worker)  # type: ignore[arg-type]
-
     def observe(self, ctx: Ctx, *, status: int, error: ThriftyError | None, response: ChatResponse | None) -> None:
         m, mt = ctx.meta, self.metrics
         mt.requests.labels(m.cache, label(m.model), label(m.provider), str(status)).inc()
@@ -221,7 +247,8 @@ class Engine:
         for stage, ms in m.stages.items():
             mt.stage.labels(stage).observe(ms / 1e3)
         mt.overhead.observe(m.overhead_ms / 1e3)
-        usage = response.usage if response is not None and m.cache == "miss" else None
+        # Tokens of every upstream answer (miss or bypass); a cache hit consumed none.
+        usage = response.usage if response is not None and m.provider != "cache" else None
         if m.cost_usd:
             mt.spend.labels(ctx.tenant, label(m.model), label(m.provider)).inc(m.cost_usd)
         if m.saved_usd:
@@ -243,7 +270,8 @@ class Engine:
         if response is not None and response.choices:
             answer = response.choices[0].message.content
         return UsageRecord(
-            request_id=m.request_id, ts=time.time(), tenant=ctx.tenant, virtual_key=ctx.key_name,
+            request_id=m.request_id, client_request_id=ctx.client_request_id, ts=time.time(), tenant=ctx.tenant,
+            virtual_key=ctx.key_name,
             worker=self.worker, cache=m.cache, status=status, route=ctx.request.model, model=m.model,
             provider=m.provider, task=m.task, stream=bool(ctx.request.stream),
             prompt_tokens=usage.prompt_tokens if usage else 0,

@@ -1,25 +1,39 @@
 """The usage ledger: one row per request in SQLite (WAL), written off the request path.
 
-Requests hand a :class:`UsageRecord` to :meth:`Ledger.record`, which only enqueues it; a writer thread
-batches rows into one transaction. Several proxy workers may share the file: WAL mode plus a busy
-timeout serialise their writers, and readers never block. Prompt and answer text are stored only when
-``log_content`` is on.
+Rows are keyed by a server-made id (``request_id``); the caller's ``x-request-id`` is kept beside it in
+``client_request_id`` and is never a key, so no caller can overwrite or merge rows. Rows are only ever
+INSERTed (``OR IGNORE``: a replayed journal line that already landed is skipped, never replaced).
+
+Requests hand a :class:`UsageRecord` to :meth:`Ledger.record`, which appends it to this process's
+journal (one ``os.write`` on an ``O_APPEND`` file: the page cache keeps it if the process is killed) and
+enqueues it; a writer thread batches rows into one transaction every ``flush_interval`` seconds, then
+drops the journal file that held them. On open, and every few seconds, a ledger replays the journals of
+processes that died (their ``.lock`` file is no longer flock-held). So a SIGKILL loses no completed row;
+a power loss can lose the rows of the last flush interval (the journal is not fsynced). Several workers
+may share the file: WAL mode plus a busy timeout serialise their writers, and readers never block.
+Prompt and answer text are stored only when ``log_content`` is on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
+import os
 import sqlite3
 import threading
 import time
-from collections import deque
+import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+log = logging.getLogger("thrifty.ledger")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
-    request_id        TEXT PRIMARY KEY,
+    request_id        TEXT PRIMARY KEY,  -- made by the server, never by the caller
     ts                REAL NOT NULL,
     day               TEXT NOT NULL,
     month             TEXT NOT NULL,
@@ -47,22 +61,25 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts          INTEGER NOT NULL DEFAULT 0,
     budget_action     TEXT,
     prompt            TEXT,
-    answer            TEXT
+    answer            TEXT,
+    client_request_id TEXT  -- the caller's x-request-id, as sent (for correlation only)
 );
 CREATE INDEX IF NOT EXISTS requests_tenant_day ON requests (tenant, day);
 CREATE INDEX IF NOT EXISTS requests_vkey_day ON requests (virtual_key, day);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
+_INDEX_CLIENT_ID = "CREATE INDEX IF NOT EXISTS requests_client_id ON requests (tenant, client_request_id)"
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):
-    request_id: str
+    request_id: str  # the server's id for the request
     ts: float
     tenant: str
     cache: str  # exact | hit | miss | bypass | error
     status: int
+    client_request_id: str | None = None
     virtual_key: str | None = None
-    worker: str | None = None  # which process wrote the row: budgets sum other workers' spend from here
+    worker: str | None = None  # which process wrote the row
     route: str | None = None
     model: str | None = None
     provider: str | None = None
@@ -87,10 +104,16 @@ class UsageRecord(msgspec.Struct, kw_only=True):
 
 _COLUMNS = (*UsageRecord.__struct_fields__, "day", "month")
 _INSERT = (
-    f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) "
+    f"INSERT OR IGNORE INTO requests ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
 _stage_encoder = msgspec.json.Encoder()
+_journal_encoder = msgspec.json.Encoder()
+_journal_decoder = msgspec.json.Decoder(UsageRecord)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _row(rec: UsageRecord) -> tuple[Any, ...]:
@@ -116,30 +139,144 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older ledger file up to this schema in place; no row is rewritten or lost. Older files
+    keyed rows by the caller's id: those rows keep it as their key, and new rows get server ids."""
+    conn.executescript(_SCHEMA)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+    if "client_request_id" not in columns:
+        conn.execute("ALTER TABLE requests ADD COLUMN client_request_id TEXT")
+    conn.execute(_INDEX_CLIENT_ID)
+
+
+def _write(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 _BATCH = 512  # rows per transaction
+_REPLAY_EVERY_S = 5.0  # how often a running writer looks for the journals of dead processes
+
+
+class _Journal:
+    """This process's append-only journal: ``<owner>.<generation>.jsonl`` beside a flock-held
+    ``<owner>.lock`` that tells other processes the owner is alive."""
+
+    def __init__(self, directory: Path, owner: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir, self.owner = directory, owner
+        self._lock_fd = os.open(directory / f"{owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.gen = 0
+        self.fd = self._open()
+
+    def _path(self, gen: int) -> Path:
+        return self.dir / f"{self.owner}.{gen:012d}.jsonl"
+
+    def _open(self) -> int:
+        return os.open(self._path(self.gen), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+
+    def rotate(self) -> tuple[int, Path]:
+        """Start a new file; the old one's rows are now all in the writer's hands."""
+        old = (self.fd, self._path(self.gen))
+        self.gen += 1
+        self.fd = self._open()
+        return old
+
+    def close(self) -> None:
+        os.close(self.fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(self.gen))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir / f"{self.owner}.lock")
+        os.close(self._lock_fd)
+
+
+def replay_dead_journals(directory: Path, conn: sqlite3.Connection) -> int:
+    """Insert the rows of every journal whose owner is gone (idempotent); the number of lines read."""
+    if not directory.is_dir():
+        return 0
+    journals: dict[str, list[Path]] = {}
+    for p in directory.glob("*.jsonl"):
+        journals.setdefault(p.name.split(".", 1)[0], []).append(p)
+    owners = set(journals) | {p.stem for p in directory.glob("*.lock")}
+    replayed = 0
+    for owner in owners:
+        lock_path = directory / f"{owner}.lock"
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # alive: its own writer will land its rows
+            continue
+        try:
+            replayed += _replay_files(sorted(journals.get(owner, [])), conn)
+            lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return replayed
+
+
+def _replay_files(paths: list[Path], conn: sqlite3.Connection) -> int:
+    rows = []
+    for p in paths:
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:  # another process replayed it first
+            continue
+        for line in data.splitlines():
+            try:
+                rows.append(_row(_journal_decoder.decode(line)))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("ledger journal %s: skipped an unreadable line", p.name)
+    for i in range(0, len(rows), _BATCH):
+        _write(conn, rows[i:i + _BATCH])
+    for p in paths:
+        p.unlink(missing_ok=True)
+    if rows:
+        log.warning("ledger: replayed %d rows from the journal of a process that stopped", len(rows))
+    return len(rows)
 
 
 class Ledger:
-    """SQLite usage ledger with a background batch writer."""
+    """SQLite usage ledger with a crash journal and a background batch writer."""
 
-    def __init__(self, path: str | Path, *, log_content: bool = False, flush_interval: float = 0.05) -> None:
+    def __init__(self, path: str | Path, *, log_content: bool = False, flush_interval: float = 0.05,
+                 journal: bool = True, owner: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.log_content = log_content
         self._flush_interval = flush_interval
-        # A deque the writer drains on a timer: appending wakes no thread, so the event loop never
+        self._journal_dir = self.path.parent / (self.path.name + ".journal")
+        self._use_journal = journal
+        self._owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._journal: _Journal | None = None
+        # A list the writer swaps out on a timer: appending wakes no thread, so the event loop never
         # hands the GIL to the writer in the middle of a request (one wake-up per row did: p99).
-        self._queue: deque[UsageRecord | threading.Event | None] = deque()
+        self._queue: list[UsageRecord] = []
+        self._waiters: list[threading.Event] = []
+        self._stop = False
+        self._mutex = threading.Lock()  # journal write + enqueue are one step against rotation
         self._wake = threading.Event()
         self._read = _connect(self.path)
         self._read_lock = threading.Lock()
-        self._read.executescript(_SCHEMA)
+        _migrate(self._read)
+        if journal:
+            replay_dead_journals(self._journal_dir, self._read)
         self._thread: threading.Thread | None = None
         self._closed = False
 
     # ------------------------------------------------------------------------------------------ writes
     def record(self, rec: UsageRecord) -> None:
-        """Enqueue one row; never blocks the caller on disk."""
+        """Journal and enqueue one row; never waits on SQLite."""
         if self._closed:
             raise RuntimeError("ledger is closed")
         if not self.log_content:
@@ -147,8 +284,13 @@ class Ledger:
             rec.answer = None
         if self._thread is None:
             self._start()
-        self._queue.append(rec)
-        if len(self._queue) >= _BATCH:
+        line = _journal_encoder.encode(rec) + b"\n" if self._journal is not None else b""
+        with self._mutex:
+            if self._journal is not None:
+                os.write(self._journal.fd, line)
+            self._queue.append(rec)
+            n = len(self._queue)
+        if n >= _BATCH:
             self._wake.set()
 
     def flush(self, timeout: float = 10.0) -> None:
@@ -156,7 +298,8 @@ class Ledger:
         if self._thread is None:
             return
         done = threading.Event()
-        self._queue.append(done)
+        with self._mutex:
+            self._waiters.append(done)
         self._wake.set()
         if not done.wait(timeout):
             raise TimeoutError("ledger writer did not flush in time")
@@ -165,59 +308,64 @@ class Ledger:
         if self._closed:
             return
         if self._thread is not None:
-            self._queue.append(None)
+            self._stop = True
             self._wake.set()
             self._thread.join(timeout=30)
         self._closed = True
+        if self._journal is not None and not self._queue:
+            self._journal.close()  # every row landed: nothing to replay
         with self._read_lock:
             self._read.close()
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._writer, name="thrifty-ledger", daemon=True)
-        self._thread.start()
+        with self._mutex:
+            if self._thread is not None:
+                return
+            if self._use_journal:
+                self._journal = _Journal(self._journal_dir, self._owner)
+            self._thread = threading.Thread(target=self._writer, name="thrifty-ledger", daemon=True)
+            self._thread.start()
 
     def _writer(self) -> None:
         conn = _connect(self.path)
+        next_replay = time.monotonic() + _REPLAY_EVERY_S
         try:
             while True:
                 self._wake.wait(self._flush_interval)
                 self._wake.clear()
-                if self._drain(conn):
+                stop = self._stop
+                self._drain(conn)
+                if stop:
                     return
+                if self._use_journal and time.monotonic() >= next_replay:
+                    next_replay = time.monotonic() + _REPLAY_EVERY_S
+                    try:
+                        replay_dead_journals(self._journal_dir, conn)
+                    except (OSError, sqlite3.Error) as exc:
+                        log.warning("ledger: journal replay failed: %s", exc)
         finally:
             conn.close()
 
-    def _drain(self, conn: sqlite3.Connection) -> bool:
-        """Write everything queued so far, then release its waiters; True once close() was asked."""
-        batch: list[UsageRecord] = []
-        waiters: list[threading.Event] = []
-        stop = False
-        while self._queue:
-            item = self._queue.popleft()
-            if item is None:
-                stop = True
-            elif isinstance(item, threading.Event):
-                waiters.append(item)
-            else:
-                batch.append(item)
-                if len(batch) >= _BATCH:
-                    self._write(conn, batch)
-                    batch = []
-        if batch:
-            self._write(conn, batch)
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        """Write everything queued so far, drop the journal file that held it, release the waiters."""
+        with self._mutex:
+            batch, self._queue = self._queue, []
+            waiters, self._waiters = self._waiters, []
+            old = self._journal.rotate() if batch and self._journal is not None else None
+        try:
+            for i in range(0, len(batch), _BATCH):
+                _write(conn, [_row(r) for r in batch[i:i + _BATCH]])
+            written = True
+        except sqlite3.Error as exc:
+            # The rows stay in the journal file, which is kept: a later replay lands them.
+            log.error("ledger: %d rows not written (%s); they stay in the journal", len(batch), exc)
+            written = False
+        if old is not None:
+            os.close(old[0])
+            if written:
+                old[1].unlink(missing_ok=True)
         for w in waiters:
             w.set()
-        return stop
-
-    @staticmethod
-    def _write(conn: sqlite3.Connection, batch: list[UsageRecord]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_INSERT, [_row(r) for r in batch])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     # ------------------------------------------------------------------------------------------ reads
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,9 @@ import msgspec
 import numpy as np
 
 from cache import Hit, Scope, reads, scope, writes
+from engine.budgets import Reservation
 from engine.errors import BudgetExceeded, ThriftyError, translate
+from engine.ledger import new_request_id
 from engine.metrics import label
 from engine.replay import replay_chunks
 from engine.types import Completion, Meta
@@ -47,6 +48,9 @@ class Ctx:
     scope: Scope | None = None
     vector: np.ndarray | None = None
     upstream_ns: int = 0
+    client_request_id: str | None = None  # the caller's x-request-id: stored, never a key
+    reservation: Reservation | None = None  # budget reserved before dispatch, settled in finish()
+    candidates: list[Any] | None = None  # what dispatch was given: names the model an error came from
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter_ns()
@@ -65,10 +69,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ prefix
     def begin(self, request: ChatRequest, tenant: str, key_name: str | None,
-              options: ThriftyOptions | None, request_id: str | None) -> Ctx:
+              options: ThriftyOptions | None, client_request_id: str | None) -> Ctx:
         opts = options or request.thrifty or ThriftyOptions()
-        meta = Meta(request_id=request_id or uuid.uuid4().hex, simulated=self.e.settings.simulated)
-        ctx = Ctx(request, tenant, key_name, opts, meta)
+        meta = Meta(request_id=new_request_id(), simulated=self.e.settings.simulated)
+        ctx = Ctx(request, tenant, key_name, opts, meta, client_request_id=client_request_id)
         cache_cfg = self.e.settings.raw.cache
         ctx.mode = "off" if not cache_cfg.enabled else (opts.cache_mode or cache_cfg.mode)
         if (request.n or 1) > 1:
@@ -83,8 +87,8 @@ class Pipeline:
             # prompt's task.
             ctx.meta.cache = "bypass"
             return None
-        namespace = ctx.options.namespace or e.namespace_of(ctx.tenant)
-        ctx.scope = scope(ctx.request, namespace=namespace)
+        owner, namespace = e.space_of(ctx.tenant, ctx.options.namespace)
+        ctx.scope = scope(ctx.request, namespace=namespace, tenant=owner)
         ctx.lap("scope")
         if reads(ctx.mode):
             hit = e.cache.lookup_exact(ctx.scope) or e.pending_exact(ctx.scope)
@@ -113,25 +117,32 @@ class Pipeline:
         m.similarity = hit.similarity
         return response
 
-    def route(self, ctx: Ctx) -> list[Any]:
+    async def route(self, ctx: Ctx) -> list[Any]:
         e = self.e
-        verdict = e.budgets.check(ctx.tenant, ctx.key_name)
-        policy = ctx.options.policy
+        decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=ctx.options.policy)
+        ctx.meta.task = decision.task
+        ctx.lap("route")
+        if not e.budgets.subjects(ctx.tenant, ctx.key_name):
+            return list(decision.candidates)  # no budget: no work
+        # Reserve what the request could cost: the dearest candidate a fallback could end on.
+        expected = max((c.expected_cost_usd for c in decision.candidates), default=0.0)
+        verdict, ctx.reservation = await e.budgets.reserve(ctx.tenant, ctx.key_name, expected)
+        ctx.lap("budget")
         if verdict.action == "reject":
             e.metrics.budget_actions.labels(ctx.tenant, "reject").inc()
             raise BudgetExceeded(f"budget exhausted: {verdict.message}")
-        if verdict.action == "downgrade":
-            e.metrics.budget_actions.labels(ctx.tenant, "downgrade").inc()
-            policy = "cost"
-            ctx.meta.budget = f"downgraded: {verdict.message}"
-        elif verdict.action == "warn":
+        if verdict.action == "warn":
             ctx.meta.budget = f"warning: {verdict.message}"
+        if verdict.action != "downgrade":
+            return list(decision.candidates)
+        e.metrics.budget_actions.labels(ctx.tenant, "downgrade").inc()
+        ctx.meta.budget = f"downgraded: {verdict.message}"
         request = ctx.request
-        if verdict.action == "downgrade" and _pinned(request):
+        if _pinned(request):
             request = msgspec.structs.replace(request, model="auto")  # a pinned model is downgraded too
-        decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=policy)
+        # The reservation made for the first ranking stands: the cheapest route costs no more than it.
+        decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy="cost")
         ctx.meta.task = decision.task
-        ctx.lap("route")
         return list(decision.candidates)
 
     # ------------------------------------------------------------------------------------------ complete
@@ -139,7 +150,7 @@ class Pipeline:
         try:
             response = await self.lookup(ctx)
             if response is None:
-                candidates = self.route(ctx)
+                candidates = ctx.candidates = await self.route(ctx)
                 t = time.perf_counter_ns()
                 result = await self.e.dispatcher.complete(ctx.request, candidates, self.e.deadline(ctx.options))
                 ctx.upstream_ns = time.perf_counter_ns() - t
@@ -151,7 +162,7 @@ class Pipeline:
                     ctx.lap("store")
         except Exception as exc:
             self.finish(ctx, error=exc)
-            raise translate(exc) from exc
+            raise _accounted(exc, ctx) from exc
         self.finish(ctx, response=response)
         return Completion(response=response, meta=ctx.meta)
 
@@ -166,7 +177,6 @@ class Pipeline:
         for a in result.attempts:  # failed tries that a retry or fallback recovered from still count
             if a.error is not None:
                 self.e.metrics.upstream_errors.labels(label(a.deployment), label(a.kind)).inc()
-        self.e.budgets.add(ctx.tenant, ctx.key_name, m.cost_usd)
 
     def _cacheable(self, ctx: Ctx, response: ChatResponse) -> bool:
         allowed = self.e.settings.raw.cache.cache_finish_reasons
@@ -192,6 +202,8 @@ class Pipeline:
         total_ns = time.perf_counter_ns() - ctx.t0
         m.latency_ms = total_ns / 1e6
         m.overhead_ms = (total_ns - ctx.upstream_ns) / 1e6
+        e.budgets.settle(ctx.reservation, m.cost_usd)  # success, error, stream end or disconnect
+        ctx.reservation = None
         err = translate(error) if error is not None else None
         status = err.status if err is not None else 200
         if err is not None and not isinstance(error, ThriftyError) and m.cache == "miss":
@@ -219,12 +231,16 @@ class EngineStream:
                 include = bool(ctx.request.stream_options and ctx.request.stream_options.include_usage)
                 self._response = response
                 self._source = _aiter(replay_chunks(response, include_usage=include))
+                ctx.meta.overhead_ms = (time.perf_counter_ns() - ctx.t0) / 1e6  # all of it is thrifty's
                 return None
-            candidates = p.route(ctx)
+            candidates = ctx.candidates = await p.route(ctx)
             self._t_upstream = time.perf_counter_ns()
             # Dispatch retries and falls back until a stream has produced its first content chunk.
             self._upstream = await p.e.dispatcher.stream(ctx.request, candidates, p.e.deadline(ctx.options))
             ctx.lap("first_chunk")
+            # The headers go out now, before finish(): the overhead so far is everything but the wait
+            # for the first chunk.
+            ctx.meta.overhead_ms = (self._t_upstream - ctx.t0) / 1e6
             cand = self._upstream.candidate
             ctx.meta.model, ctx.meta.provider = cand.model.id, cand.route.provider
             self._source = self._upstream.__aiter__()
@@ -232,7 +248,7 @@ class EngineStream:
         except Exception as exc:
             p.finish(ctx, error=exc)
             self._done = True
-            raise translate(exc) from exc
+            raise _accounted(exc, ctx) from exc
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._iterate()
@@ -281,6 +297,19 @@ class EngineStream:
     async def aclose(self) -> None:
         if not self._done:
             self._end(error=ThriftyError("stream closed by the client before it ended"))
+
+
+def _accounted(exc: BaseException, ctx: Ctx) -> ThriftyError:
+    """The engine's error for ``exc``, carrying the request's account for the error response's headers."""
+    err = translate(exc)
+    m = err.meta = ctx.meta
+    if m.model is None and ctx.candidates:
+        # Dispatch failed: the headers name the deployment whose failure ended it (the last one tried).
+        attempts = getattr(exc, "attempts", None) or ()
+        last = attempts[-1].deployment if attempts else ctx.candidates[0].deployment
+        cand = next((c for c in ctx.candidates if c.deployment == last), ctx.candidates[0])
+        m.model, m.provider = cand.model.id, cand.route.provider
+    return err
 
 
 async def _aiter(it: Any) -> AsyncIterator[ChatChunk]:

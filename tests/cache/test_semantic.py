@@ -243,7 +243,7 @@ def test_purge_namespace_and_delete(open_cache) -> None:  # type: ignore[no-unty
     a = put(c, "q1", b"a", ns="t1")
     put(c, "q2", b"b", ns="t1")
     put(c, "q1", b"c", ns="t2")
-    assert c.purge("t1") == 2
+    assert c.purge("default/t1") == 2  # the space label: scope()'s tenant "default", namespace "t1"
     assert ask(c, "q1", ns="t1") is None and ask(c, "q1", ns="t2").response == b"c"
     assert not c.delete(a)
     assert c.delete(put(c, "q9", b"z"))

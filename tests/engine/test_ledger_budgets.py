@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
+import os
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from engine.budgets import BudgetConfig, BudgetTracker, Limit
+from engine.budgets import BudgetConfig, BudgetTracker, Limit, LocalBudgetStore, Verdict
 from engine.ledger import Ledger, UsageRecord
 
 
@@ -72,34 +75,128 @@ def test_several_processes_share_one_ledger(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_budget_soft_then_hard() -> None:
+def _tracker(tmp_path: Path, budgets: dict, owner: str = "1-me", ttl_s: float = 60.0, **kw) -> BudgetTracker:
+    return BudgetTracker(budgets, store_factory=lambda: LocalBudgetStore(
+        tmp_path / "budgets.sqlite3", owner=owner, ttl_s=ttl_s), **kw)
+
+
+def test_budget_soft_then_hard(tmp_path: Path) -> None:
     warned = []
-    tracker = BudgetTracker(
-        {"tenant:acme": BudgetConfig(daily_usd=Limit(soft=0.5, hard=1.0), on_hard="reject")},
-        worker="me", on_warn=lambda *a: warned.append(a),
-    )
-    assert tracker.check("acme", None).action == "ok"
-    tracker.add("acme", None, 0.6)
-    v = tracker.check("acme", None)
-    assert v.action == "warn" and "soft limit" in v.message
+    tracker = _tracker(tmp_path, {"tenant:acme": BudgetConfig(daily_usd=Limit(soft=0.5, hard=1.0), on_hard="reject")},
+                       on_warn=lambda *a: warned.append(a))
+    verdict, r = asyncio.run(tracker.reserve("acme", None, 0.1))
+    assert verdict.action == "ok" and r is not None
+    tracker.settle(r, 0.6)
+    tracker.flush()
+    verdict, r = asyncio.run(tracker.reserve("acme", None, 0.1))
+    assert verdict.action == "warn" and "soft limit" in verdict.message
     assert len(warned) == 1
-    tracker.check("acme", None)
+    tracker.settle(r, 0.0)
+    asyncio.run(tracker.reserve("acme", None, 0.0))
     assert len(warned) == 1  # warned once per window
-    tracker.add("acme", None, 0.4)
-    v = tracker.check("acme", None)
-    assert v.action == "reject" and "hard limit" in v.message
-    assert tracker.check("other", None).action == "ok"
+    _, r = asyncio.run(tracker.reserve("acme", None, 0.1))
+    tracker.settle(r, 0.4)
+    tracker.flush()
+    verdict, r = asyncio.run(tracker.reserve("acme", None, 0.1))
+    assert verdict.action == "reject" and "hard limit" in verdict.message and r is None
+    assert asyncio.run(tracker.reserve("other", None, 0.1)) == (Verdict("ok"), None)  # no budget: no work
+    tracker.close()
 
 
-def test_budget_downgrade_and_key_budgets_and_other_workers() -> None:
-    others = {"x": 0.0}
-    tracker = BudgetTracker(
-        {"key:team-a": BudgetConfig(monthly_usd=Limit(hard=2.0), on_hard="downgrade")},
-        worker="me", read_spend=lambda *a: others["x"], refresh_s=0.0,
-    )
-    tracker.add("acme", "team-a", 1.5)
-    assert tracker.check("acme", "team-a").action == "ok"
-    others["x"] = 0.6  # another worker's spend, read from the shared ledger
-    assert tracker.check("acme", "team-a").action == "downgrade"
-    states = tracker.states()
-    assert states[0].subject == "key:team-a" and states[0].spend_usd == pytest.approx(2.1)
+def test_reservations_count_until_settled_and_across_trackers(tmp_path: Path) -> None:
+    """Two trackers on one file (two workers): in-flight reservations of one stop the other at the limit."""
+    budgets = {"key:team-a": BudgetConfig(monthly_usd=Limit(hard=1.0), on_hard="reject")}
+    a, b = _tracker(tmp_path, budgets, owner=f"{os.getpid()}-a"), _tracker(tmp_path, budgets, owner=f"{os.getpid()}-b")
+    held = [asyncio.run(a.reserve("acme", "team-a", 0.3))[1] for _ in range(4)]  # 1.2 in flight, admitted: 0.0 .. 0.9
+    assert all(r is not None for r in held)
+    verdict, r = asyncio.run(b.reserve("acme", "team-a", 0.3))
+    assert verdict.action == "reject" and r is None  # nothing settled yet, but 1.2 is reserved
+    for r in held:
+        a.settle(r, 0.1)  # each cost less than expected: the reservations give the room back
+    a.flush()
+    verdict, r = asyncio.run(b.reserve("acme", "team-a", 0.3))
+    assert verdict.action == "ok" and r is not None
+    states = b.states()
+    assert states[0].subject == "key:team-a" and states[0].spend_usd == pytest.approx(0.7)  # 0.4 + 0.3 reserved
+    a.close()
+    b.close()
+
+
+def test_dead_process_reservations_expire(tmp_path: Path) -> None:
+    budgets = {"tenant:acme": BudgetConfig(daily_usd=Limit(hard=1.0), on_hard="downgrade")}
+    dead = _tracker(tmp_path, budgets, owner="999999999-dead")  # no such pid
+    _, r = asyncio.run(dead.reserve("acme", None, 5.0))
+    assert r is not None
+    dead._pool.shutdown()  # type: ignore[union-attr]  # the process "dies" without settling
+    alive = _tracker(tmp_path, budgets, owner=f"{os.getpid()}-alive")
+    verdict, _ = asyncio.run(alive.reserve("acme", None, 0.1))
+    assert verdict.action == "ok"  # the dead owner's 5.0 was dropped on open
+    short = _tracker(tmp_path / "short", budgets, owner=f"{os.getpid()}-x", ttl_s=0.0)
+    asyncio.run(short.reserve("acme", None, 5.0))
+    time.sleep(0.01)
+    verdict, _ = asyncio.run(short.reserve("acme", None, 0.1))
+    assert verdict.action == "ok"  # an expired reservation no longer counts
+    alive.close()
+    short.close()
+
+
+OLD_SCHEMA = """CREATE TABLE requests (request_id TEXT PRIMARY KEY, ts REAL NOT NULL, day TEXT NOT NULL,
+month TEXT NOT NULL, tenant TEXT NOT NULL, virtual_key TEXT, worker TEXT, route TEXT, model TEXT, provider TEXT,
+task TEXT, stream INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+completion_tokens INTEGER NOT NULL DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0,
+reasoning_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0, cost_estimated INTEGER NOT NULL DEFAULT 0,
+saved_usd REAL NOT NULL DEFAULT 0, cache TEXT NOT NULL, status INTEGER NOT NULL, error_class TEXT,
+latency_ms REAL NOT NULL DEFAULT 0, overhead_ms REAL NOT NULL DEFAULT 0, stages TEXT,
+attempts INTEGER NOT NULL DEFAULT 0, budget_action TEXT, prompt TEXT, answer TEXT)"""
+
+
+def test_old_ledger_file_is_migrated_without_losing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(OLD_SCHEMA)
+    conn.executemany("INSERT INTO requests (request_id, ts, day, month, tenant, cache, status, cost_usd) "
+                     "VALUES (?, 0, '2026-01-01', '2026-01', 'acme', 'miss', 200, 0.5)", [("client-1",), ("client-2",)])
+    conn.commit()
+    conn.close()
+    ledger = Ledger(path)
+    ledger.record(_rec(0, request_id="server-1", client_request_id="client-1"))  # the same client id again
+    ledger.flush()
+    rows = ledger.query("SELECT request_id, client_request_id FROM requests ORDER BY request_id")
+    assert rows == [{"request_id": "client-1", "client_request_id": None},
+                    {"request_id": "client-2", "client_request_id": None},
+                    {"request_id": "server-1", "client_request_id": "client-1"}]
+    ledger.close()
+
+
+def test_a_row_is_never_replaced(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    ledger.record(_rec(0, request_id="same", tenant="acme", cost_usd=1.0))
+    ledger.flush()
+    ledger.record(_rec(0, request_id="same", tenant="mallory", cost_usd=0.0))  # a second row under one key
+    ledger.flush()
+    assert ledger.query("SELECT tenant, cost_usd FROM requests") == [{"tenant": "acme", "cost_usd": 1.0}]
+    ledger.close()
+
+
+def _record_and_die(path: str, n: int) -> None:
+    ledger = Ledger(path, flush_interval=3600.0)  # the writer never gets to commit: only the journal has them
+    for i in range(n):
+        ledger.record(_rec(i, request_id=f"dying-{i}"))
+    os._exit(0)  # no close(), no flush: as abrupt as a SIGKILL for the ledger
+
+
+def test_rows_of_a_killed_process_are_replayed_from_its_journal(tmp_path: Path) -> None:
+    path = str(tmp_path / "l.db")
+    Ledger(path).close()
+    p = mp.get_context("spawn").Process(target=_record_and_die, args=(path, 50))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
+    ledger = Ledger(path)  # opening replays the journal of the dead process
+    assert ledger.query("SELECT COUNT(*) AS n FROM requests") == [{"n": 50}]
+    assert not list((tmp_path / "l.db.journal").glob("*.jsonl"))
+    ledger.close()
+    again = Ledger(path)  # replay is idempotent: nothing left, nothing doubled
+    assert again.query("SELECT COUNT(*) AS n FROM requests") == [{"n": 50}]
+    again.close()

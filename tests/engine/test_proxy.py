@@ -207,7 +207,7 @@ def test_admin_api(serve, upstream: FakeUpstream, tmp_path: Path, monkeypatch: p
         assert stats["totals"]["requests"] == 3 and stats["cache"]["entries"] == 3
         export = h.get("/admin/cache/export", headers=auth)
         assert len(export.content.splitlines()) == 4  # header + 3 entries
-        assert h.post("/admin/cache/purge", headers=auth, json={"namespace": "t1"}).json() == {"purged": 3}
+        assert h.post("/admin/cache/purge", headers=auth, json={"tenant": "t1"}).json() == {"purged": 3}
         assert h.post("/admin/cache/import", headers=auth, content=export.content).json() == {"imported": 3}
         assert h.post("/admin/cache/purge", headers=auth, json={}).status_code == 400
         rules = [{"task": "code", "only": ["gpt-4o-mini"], "name": "code-cheap"}]
