@@ -61,8 +61,6 @@ class AnthropicProvider(HTTPProvider):
             field, why = "response_format", "JSON mode is emulated with a forced tool, so not together with tools"
         elif any(t.function.name == JSON_TOOL for t in request.tools or ()):
             field, why = "tools", f"the tool name {JSON_TOOL!r} is reserved"
-        elif (request.n or 1) > 1 and request.stream:
-            field, why = "n", "n > 1 is emulated by parallel calls, which cannot be streamed"
         elif (request.n or 1) > MAX_FAN_OUT:
             field, why = "n", f"at most {MAX_FAN_OUT}"
         if why:

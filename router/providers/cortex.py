@@ -48,8 +48,6 @@ class CortexProvider(HTTPProvider):
         why = ""
         if has_images(request):
             field, why = "messages", "images are not supported"
-        elif (request.n or 1) > 1 and request.stream:
-            field, why = "n", "n > 1 is emulated by parallel calls, which cannot be streamed"
         elif (request.n or 1) > MAX_FAN_OUT:
             field, why = "n", f"at most {MAX_FAN_OUT}"
         if why:

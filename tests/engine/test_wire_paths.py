@@ -100,3 +100,9 @@ def test_a_field_the_provider_cannot_honour_is_a_400_naming_it(serve, upstream: 
     ok = client.chat.completions.create(model="gpt-4o-mini", n=2,
                                         messages=[{"role": "user", "content": "Pick a number."}])
     assert len(ok.choices) == 2 and len(upstream.requests) == 2
+    texts = {0: "", 1: ""}
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", n=2, stream=True,
+                                                messages=[{"role": "user", "content": "Pick a letter."}]):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts[0] == texts[1] == upstream.answer and len(upstream.requests) == 4

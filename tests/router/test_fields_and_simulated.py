@@ -13,10 +13,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bench.fake_upstream import FakeUpstream
+from bench.fake_upstream import FakeUpstream, Reply
 from models.schema import Route
 from router.deadline import Deadline
-from router.errors import BadRequest
+from router.errors import BadRequest, ProviderError
 from router.providers.anthropic_wire import JSON_TOOL, to_anthropic_request
 from router.providers.base import ChunkStream, Provider
 from router.providers.cortex_wire import to_cortex_request
@@ -130,8 +130,21 @@ async def test_n_is_fanned_out_and_usage_summed(kind: str, make_provider: Callab
     assert many.usage.completion_tokens == 3 * one.usage.completion_tokens
 
 
+@pytest.mark.parametrize("kind", ["anthropic", "cortex"])
+async def test_n_streamed_is_merged_into_one_stream(kind: str, make_provider: Callable[..., Provider],
+                                                    upstream: FakeUpstream) -> None:
+    response, chunks = await fold(await send(make_provider(kind), req(n=2, stream=True)))
+    assert [c.index for c in response.choices] == [0, 1]
+    assert all(c.message.content == upstream.answer and c.finish_reason == "stop" for c in response.choices)
+    assert len({c.id for c in chunks}) == 1 and len({c.created for c in chunks}) == 1
+    usage = [c for c in chunks if not c.choices]
+    assert len(usage) == 1 and usage[0] is chunks[-1] and len(upstream.requests) == 2
+    assert response.usage is not None and response.usage.completion_tokens % 2 == 0
+    assert {c.choices[0].delta.role for c in chunks if c.choices and c.choices[0].delta.role} == {"assistant"}
+
+
 @pytest.mark.parametrize(("kind", "body", "field"), [
-    ("anthropic", {"n": 2, "stream": True}, "n"),
+    ("anthropic", {"n": 17}, "n"),
     ("anthropic", {"temperature": 1.5}, "temperature"),
     ("anthropic", {"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format"),
     ("anthropic", {"seed": 3}, "seed"),
@@ -235,3 +248,16 @@ async def test_openai_requests_keep_tool_types_and_drop_thrifty_controls(make_pr
     assert body["tools"] == [WEATHER]
     assert body["messages"][1]["tool_calls"][0]["type"] == "function"
     assert "thrifty" not in body and body["model"] == "gpt-4o-mini"
+
+
+async def test_a_failing_stream_of_a_fan_out_fails_the_merged_stream(make_provider: Callable[..., Provider],
+                                                                     upstream: FakeUpstream) -> None:
+    upstream.script(Reply(), Reply(cut_after=2))
+    stream = await send(make_provider("anthropic"), req(n=2, stream=True))
+    with pytest.raises(ProviderError):
+        await fold(stream)
+    early = await send(make_provider("anthropic", name="early"), req(n=2, stream=True))
+    assert isinstance(early, ChunkStream)
+    first = await early.__anext__()
+    await early.aclose()  # closes both upstream streams; nothing left running
+    assert first.choices and first.choices[0].index in (0, 1)
