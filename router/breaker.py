@@ -61,6 +61,11 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self.config.cooldown - (self._clock() - self._opened_at))
 
+    def release(self) -> None:
+        """No verdict (the call never reached the deployment): a claimed half-open probe is given back."""
+        if self.state == HALF_OPEN:
+            self._probing = False
+
     def record_success(self) -> None:
         self._consecutive = 0
         self._window.append(True)

@@ -50,6 +50,7 @@ from router.errors import (
 )
 from router.providers.base import ChunkStream, Provider
 from router.providers.config import RetryPolicy
+from router.providers.fields import UnsupportedField
 from router.streaming import ChunkAccumulator, StreamResult
 from router.types import ChatChunk, ChatRequest, ChatResponse, Usage
 
@@ -118,15 +119,17 @@ class Dispatcher:
             request = msgspec.structs.replace(request, stream=None, stream_options=None)
         deadline = self._deadline(deadline)
         attempts: list[Attempt] = []
+        rejected: list[ProviderError] = []
         for candidate, provider, breaker in self._candidates(candidates, attempts, deadline):
-            response = await self._try_candidate(provider, breaker, request, candidate, deadline, attempts, False)
+            response = await self._try_candidate(provider, breaker, request, candidate, deadline, attempts, False,
+                                                 rejected)
             if response is None:
                 continue
             assert isinstance(response, ChatResponse)
             cost = answer_cost(request, response, candidate.price)
             return DispatchResult(response=response, candidate=candidate, cost_usd=float(cost.usd),
                                   cost_estimated=cost.estimated, attempts=attempts)
-        raise self._exhausted(attempts, deadline)
+        raise self._exhausted(attempts, deadline, rejected)
 
     async def stream(self, request: ChatRequest, candidates: Sequence[Candidate],
                      deadline: Deadline | None = None) -> StreamResult:
@@ -136,8 +139,10 @@ class Dispatcher:
             request = msgspec.structs.replace(request, stream=True)
         deadline = self._deadline(deadline)
         attempts: list[Attempt] = []
+        rejected: list[ProviderError] = []
         for candidate, provider, breaker in self._candidates(candidates, attempts, deadline):
-            opened = await self._try_candidate(provider, breaker, request, candidate, deadline, attempts, True)
+            opened = await self._try_candidate(provider, breaker, request, candidate, deadline, attempts, True,
+                                               rejected)
             if opened is None:
                 continue
             assert isinstance(opened, tuple)
@@ -148,7 +153,7 @@ class Dispatcher:
             first = _Segment(request, candidate, provider, breaker, upstream, head, acc=result.accumulator)
             result._source = self._pump(request, first, result, deadline, list(candidates[pos + 1:]))
             return result
-        raise self._exhausted(attempts, deadline)
+        raise self._exhausted(attempts, deadline, rejected)
 
     # ------------------------------------------------------------------------------------ the loop
     def _candidates(self, candidates: Sequence[Candidate], attempts: list[Attempt], deadline: Deadline
@@ -181,9 +186,10 @@ class Dispatcher:
 
     async def _try_candidate(
         self, provider: Provider, breaker: CircuitBreaker, request: ChatRequest, candidate: Candidate,
-        deadline: Deadline, attempts: list[Attempt], streaming: bool,
+        deadline: Deadline, attempts: list[Attempt], streaming: bool, rejected: list[ProviderError],
     ) -> ChatResponse | tuple[ChunkStream, list[ChatChunk]] | None:
-        """Try one deployment with retries; None means fall back to the next candidate."""
+        """Try one deployment with retries; None means fall back to the next candidate. ``rejected``
+        collects fields a provider refused before sending anything (another one may honour them)."""
         policy = provider.config.retries
         counted = False  # one request is one verdict on the deployment's health, however many retries
         for retry in range(max(1, policy.attempts)):
@@ -200,6 +206,11 @@ class Dispatcher:
             except ProviderError as exc:
                 attempts.append(Attempt(candidate.deployment, time.perf_counter() - started, exc.kind, exc.status,
                                         exc.message))
+                if isinstance(exc, UnsupportedField):  # nothing was sent: no verdict on the deployment
+                    breaker.release()
+                    rejected.append(exc)
+                    _warn(candidate, retry, exc, "falling back to a provider that may honour it")
+                    return None
                 if exc.counts_against_breaker:
                     if not counted:
                         breaker.record_failure()
@@ -421,11 +432,16 @@ class Dispatcher:
             return
         result.error = failure
 
-    def _exhausted(self, attempts: list[Attempt], deadline: Deadline) -> DispatchError:
+    def _exhausted(self, attempts: list[Attempt], deadline: Deadline,
+                   rejected: list[ProviderError] | None = None) -> DispatchError:
         if deadline.expired:
             return DeadlineExceeded(f"deadline of {deadline.total} s reached", attempts)
         if not attempts:
             return AllAttemptsFailed("no candidates to dispatch to", attempts)
+        if rejected and all(a.kind in _NOT_TRIED or a.kind == rejected[0].kind for a in attempts):
+            # Only refused fields stood in the way: the caller's 400 naming the field, from the first.
+            first = rejected[0]
+            return UpstreamError(f"{attempts[0].deployment} rejected the request: {first.message}", attempts, first)
         if all(a.kind == "circuit_open" for a in attempts):
             names = list(dict.fromkeys(a.deployment for a in attempts))
             return CircuitsOpen(names, self.breakers.retry_after(names), attempts)
@@ -474,6 +490,9 @@ def _warn(candidate: Candidate, retry: int, exc: ProviderError, then: str) -> No
     status = f" {exc.status}" if exc.status is not None else ""
     log.warning("dispatch: provider %s deployment %s attempt %d: %s%s: %s; %s", candidate.route.provider,
                 candidate.deployment, retry + 1, exc.kind, status, exc.message, then)
+
+
+_NOT_TRIED = ("circuit_open", "skipped", "unknown_provider", "deadline")
 
 
 def _overflowed_window(attempts: list[Attempt], candidates: Sequence[Candidate]) -> int | None:

@@ -56,19 +56,19 @@ def test_provider_4xx_keeps_code_type_and_param(serve, upstream: FakeUpstream, t
     assert "safety system" in info.value.message
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon"])
-@pytest.mark.parametrize("header", ["x-thrifty-ttft-s", "x-thrifty-stall-s", "x-thrifty-deadline-s"])
-def test_bad_deadline_controls_are_a_400(serve, upstream: FakeUpstream, tmp_path: Path, header: str,
-                                         value: str) -> None:
+def test_bad_deadline_controls_are_a_400(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
     live, _ = serve(_cfg(tmp_path, upstream))
     with httpx.Client(base_url=live.url) as h:
-        r = h.post("/v1/chat/completions", json={"messages": MSG}, headers={header: value})
-        assert r.status_code == 400, r.text
-        assert header in r.text
-        field = header.removeprefix("x-thrifty-").replace("-", "_")
-        r = h.post("/v1/chat/completions", content=b'{"messages": [{"role": "user", "content": "hi"}], '
-                   b'"thrifty": {"' + field.encode() + b'": -3}}', headers={"content-type": "application/json"})
-        assert r.status_code == 400 and field in r.json()["error"]["message"]
+        for header in ("x-thrifty-ttft-s", "x-thrifty-stall-s", "x-thrifty-deadline-s"):
+            for value in ("nan", "inf", "-1", "0", "soon"):
+                r = h.post("/v1/chat/completions", json={"messages": MSG}, headers={header: value})
+                assert r.status_code == 400, (header, value, r.text)
+                assert header in r.text
+            field = header.removeprefix("x-thrifty-").replace("-", "_")
+            r = h.post("/v1/chat/completions", content=b'{"messages": [{"role": "user", "content": "hi"}], '
+                       b'"thrifty": {"' + field.encode() + b'": -3}}', headers={"content-type": "application/json"})
+            assert r.status_code == 400 and field in r.json()["error"]["message"]
+        assert upstream.requests == []  # nothing refused reached the upstream
 
 
 def test_callers_ttft_falls_back_sooner(serve, upstream: FakeUpstream, tmp_path: Path) -> None:

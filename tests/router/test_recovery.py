@@ -403,3 +403,18 @@ async def test_every_retry_fallback_and_circuit_change_is_logged_without_the_key
     assert any("provider a deployment a/model-a attempt 1: server 503" in line for line in lines)
     assert any(line.startswith("circuit a/model-a: open") for line in lines)
     assert all(secret not in line for line in lines) and any("[redacted]" in line for line in lines)
+
+
+async def test_a_field_one_provider_cannot_honour_falls_back_to_one_that_can(
+        make_provider: Callable[..., Provider], upstream: FakeUpstream) -> None:
+    dispatcher = Dispatcher({"an": make_provider("anthropic", "an"), "b": make_provider("openai", "b")})
+    claude = cand("an", "claude")
+    request = ChatRequest(messages=[Message(role="user", content="hi")], seed=7)
+    result = await dispatcher.complete(request, [claude, B])
+    assert result.candidate is B and [(a.deployment, a.kind) for a in result.attempts] == [
+        ("an/claude", "unsupported_field"), ("b/model-b", None)]
+    assert per_deployment(upstream) == {"model-b": 1}  # nothing was sent to the provider that cannot honour it
+    with pytest.raises(UpstreamError) as info:  # nobody can: the caller's 400 naming the field
+        await dispatcher.complete(request, [claude])
+    assert info.value.status == 400 and "seed" in str(info.value)
+    assert dispatcher.breakers.states()["an/claude"] == "closed"
