@@ -82,3 +82,64 @@ def test_embeddings_answers(provider: str, proxies: dict[str, Any], fake: FakeUp
             assert r.status_code == 200, r.text
             CONFORMANCE.other(provider, path, "CreateEmbeddingResponse", r.json())
             assert [d["index"] for d in r.json()["data"]] == [0, 1]
+
+
+ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather for a city", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def _messages(live: Any, body: dict[str, Any]) -> httpx.Response:
+    with httpx.Client(base_url=live.url, timeout=30) as h:
+        r = h.post("/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def _anthropic_events(provider: str, path: str, r: httpx.Response) -> list[dict[str, Any]]:
+    """Every event validated by the SDK's event union, and in the order Anthropic's streams have them."""
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(RawMessageStreamEvent)
+    events = [json.loads(d) for d in sse_data(r.text)]
+    for event in events:
+        if event["type"] != "ping":  # ping is not in the SDK's union; its clients skip it
+            CONFORMANCE.sdk(provider, path, "RawMessageStreamEvent", adapter.validate_python, event)
+    kinds = [e["type"] for e in events if e["type"] != "ping"]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"], kinds
+    open_block = None
+    for e in events:  # blocks open, take deltas, close, one at a time, indexes in order
+        if e["type"] == "content_block_start":
+            assert open_block is None
+            open_block = e["index"]
+        elif e["type"] in ("content_block_delta", "content_block_stop"):
+            assert e["index"] == open_block
+            open_block = None if e["type"] == "content_block_stop" else open_block
+    assert open_block is None
+    return events
+
+
+@pytest.mark.parametrize("provider", RESPONSE_PROVIDERS)
+def test_messages_door_bodies_and_events(provider: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    from anthropic.types import Message
+
+    live, _ = proxies[provider]
+    fake.script(Reply(), Reply(), Reply(tool_calls=[CALL]), Reply(tool_calls=[CALL]))
+    ask = {"model": "auto", "max_tokens": 256, "messages": [{"role": "user", "content": "Name a calm colour."}]}
+    for path in ("messages miss", "messages exact hit"):
+        body = _messages(live, ask).json()
+        CONFORMANCE.sdk(provider, path, "Message", Message.model_validate, body)
+        assert body["type"] == "message" and body["role"] == "assistant" and body["content"][0]["text"]
+    events = _anthropic_events(provider, "messages stream", _messages(live, {
+        **ask, "messages": [{"role": "user", "content": "Name a warm colour."}], "stream": True}))
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    tool_ask = {**ask, "messages": [{"role": "user", "content": "Weather in Rome?"}], "tools": ANTHROPIC_TOOLS,
+                "tool_choice": {"type": "any"}}
+    body = _messages(live, tool_ask).json()
+    CONFORMANCE.sdk(provider, "messages tools", "Message", Message.model_validate, body)
+    use = next(b for b in body["content"] if b["type"] == "tool_use")
+    assert use["name"] == "get_weather" and use["input"]["city"] and body["stop_reason"] == "tool_use"
+    events = _anthropic_events(provider, "messages tools stream", _messages(live, {
+        **tool_ask, "messages": [{"role": "user", "content": "Weather in Rome tonight?"}], "stream": True}))
+    partial = "".join(e["delta"].get("partial_json", "") for e in events if e["type"] == "content_block_delta")
+    assert json.loads(partial)["city"]
