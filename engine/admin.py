@@ -1,7 +1,7 @@
 """The admin API, behind the admin key (``Authorization: Bearer <admin key>`` or ``x-thrifty-admin-key``).
 
     GET    /admin/config                 the resolved config, secrets redacted
-    GET    /admin/stats                  ledger aggregations + cache stats (?since=<unix ts>&tenant=)
+    GET    /admin/stats                  ledger aggregations + cache stats (?since=<unix ts|ISO date>&tenant=)
     GET    /admin/budgets                every budget's spend, limits and status
     GET    /admin/routing/rules          the routing rules in force
     PUT    /admin/routing/rules          replace them (JSON list of rules)
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hmac
 import io
+import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,13 +25,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cache import export_jsonl, import_jsonl
-from engine.errors import AuthError, ForbiddenError, RequestError
+from cache import export_jsonl, import_jsonl, namespace_problem, space
+from cache.errors import CacheInputError, EncoderMismatchError
+from engine.errors import AuthError, ConflictError, ForbiddenError, RequestError
+from engine.limits import check_depth
+from router.types import ChatResponse
 
 if TYPE_CHECKING:
     from engine.engine import Engine
 
 _json = msgspec.json.Encoder()
+_response_decoder = msgspec.json.Decoder(ChatResponse)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -84,10 +90,10 @@ class Admin:
         return _ok(redacted_config(self.engine))
 
     async def stats(self, request: Request) -> Response:
-        since = request.query_params.get("since")
+        since = parse_since(request.query_params.get("since"))
         tenant = request.query_params.get("tenant")
         await self.engine.flush()
-        summary = self.engine.ledger.summary(since=float(since) if since else None, tenant=tenant)
+        summary = self.engine.ledger.summary(since=since, tenant=tenant)
         summary["cache"] = msgspec.to_builtins(self.engine.cache_stats())
         summary["budgets"] = msgspec.to_builtins(self.engine.budgets.states())
         return _ok(summary)
@@ -99,31 +105,47 @@ class Admin:
     async def get_rules(self, request: Request) -> Response:
         return _ok(msgspec.to_builtins(self.engine.routing_rules()))
 
-    async def put_rules(self, request: Request) -> Response:
+    async def json_body(self, request: Request, empty: Any = None) -> Any:
         body = await request.body()
+        if not body and empty is not None:
+            return empty
+        check_depth(body, self.engine.settings.raw.server.max_json_depth)
         try:
-            rules = self.engine.set_routing_rules(msgspec.json.decode(body))
+            return msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise RequestError(f"malformed JSON: {exc}") from exc
+
+    async def put_rules(self, request: Request) -> Response:
+        rules = self.engine.set_routing_rules(await self.json_body(request))
         return _ok(msgspec.to_builtins(rules))
 
     async def purge(self, request: Request) -> Response:
-        body = await request.body()
-        try:
-            data = msgspec.json.decode(body) if body else {}
-        except msgspec.DecodeError as exc:
-            raise RequestError(f"malformed JSON: {exc}") from exc
-        namespace = data.get("namespace") if isinstance(data, dict) else None
-        if not isinstance(namespace, str) or not namespace:
-            raise RequestError('body must be {"namespace": "<name>"}', param="namespace")
-        return _ok({"purged": self.engine.cache.purge(namespace)})
+        data = await self.json_body(request, empty={})
+        return _ok({"purged": self.engine.cache.purge(self._space(data))})
+
+    def _space(self, data: Any) -> str:
+        """The space a purge names: ``{"tenant": t, "namespace": n}`` (n defaults to the tenant's default
+        namespace) or ``{"namespace": n, "shared": true}`` for a namespace shared between tenants."""
+        usage = 'body must be {"tenant": "<tenant>", "namespace": "<name>"} or {"namespace": "<name>", "shared": true}'
+        if not isinstance(data, dict):
+            raise RequestError(usage)
+        tenant, namespace = data.get("tenant"), data.get("namespace")
+        if data.get("shared") is True:
+            if not isinstance(namespace, str) or namespace_problem(namespace):
+                raise RequestError(usage, param="namespace")
+            return space(None, namespace)
+        if not isinstance(tenant, str) or not tenant:
+            raise RequestError(usage, param="tenant")
+        if namespace is not None and (not isinstance(namespace, str) or namespace_problem(namespace)):
+            raise RequestError(usage, param="namespace")
+        owner, ns = self.engine.space_of(tenant, namespace)
+        return space(tenant if owner is not None else None, ns)
 
     async def delete_entry(self, request: Request) -> Response:
         raw = request.path_params["entry_id"]
-        try:
-            entry_id = int(raw)
-        except ValueError:
-            raise RequestError(f"entry id must be an integer, got {raw!r}") from None
+        if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**64:
+            raise RequestError(f"entry id must be an integer from 0 to 2^64-1, got {raw[:40]!r}", param="entry_id")
+        entry_id = int(raw)
         return _ok({"deleted": bool(self.engine.cache.delete(entry_id))})
 
     async def export(self, request: Request) -> Response:
@@ -133,7 +155,43 @@ class Admin:
 
     async def import_(self, request: Request) -> Response:
         body = await request.body()
-        return _ok({"imported": import_jsonl(self.engine.cache, io.BytesIO(body))})
+        return _ok({"imported": import_checked(self.engine.cache, io.BytesIO(body))})
+
+
+def import_checked(cache: Any, source: Any) -> int:
+    """``cache.import_jsonl`` with every stored answer checked to decode as a chat response; the count.
+    A bad record is a 400 naming its line and field, another encoder a 409, and nothing is imported."""
+    try:
+        return import_jsonl(cache, source, check_payload=_check_payload)
+    except EncoderMismatchError as exc:
+        raise ConflictError(str(exc)) from exc
+    except CacheInputError as exc:
+        raise RequestError(str(exc)) from exc
+
+
+def _check_payload(payload: bytes) -> None:
+    try:
+        _response_decoder.decode(payload)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_since(raw: str | None) -> float | None:
+    """``?since=``: a unix timestamp or an ISO 8601 date or datetime (UTC unless it says otherwise)."""
+    if not raw:
+        return None
+    try:
+        ts = float(raw)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError:
+            raise RequestError(f"since must be a unix timestamp or an ISO 8601 date, got {raw[:40]!r}",
+                               param="since") from None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(ts):
+        raise RequestError(f"since must be a finite unix timestamp, got {raw[:40]!r}", param="since")
+    return ts
 
 
 def admin_routes(engine: Engine) -> list[Route]:

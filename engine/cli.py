@@ -45,7 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"thrifty: {note}", file=sys.stderr)
     banner = f"serving on http://{host}:{port}/v1 (config: {settings.source}, data: {settings.data_dir})"
     config = uvicorn.Config("engine.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                            loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
+                            # httptools with header limits and read timeouts from `server:` (engine.http_limits)
+                            loop="uvloop", http="engine.http_limits:GuardedHttpTools", log_level=args.log_level,
+                            access_log=False,
                             # No X-Forwarded-* rewriting and no Server header: per-request work nothing reads.
                             proxy_headers=False, server_header=False)
     return _run_server(config, banner)

@@ -7,12 +7,12 @@ Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -28,7 +28,10 @@ from engine.access_log import AccessLog, AccessLogMiddleware
 from engine.access_log import note as access_note
 from engine.controls import merge, options_from_headers, validate
 from engine.engine import Engine
-from engine.errors import AuthError, PayloadTooLarge, RequestError, ThriftyError, translate
+from engine.errors import AuthError, PayloadTooLarge, RequestError, RequestTimeout, ThriftyError, translate
+from engine.ledger import new_request_id
+from engine.limits import check_depth, check_request, check_request_id
+from engine.limits import request_id as request_id_of
 from engine.types import Meta
 from router.types import ChatRequest, request_decoder
 
@@ -40,15 +43,37 @@ class JSONBytes(Response):
     media_type = "application/json"
 
 
-def error_response(exc: BaseException, request_id: str | None = None) -> Response:
+def error_response(exc: BaseException, request_id: str | None = None, started_ns: int | None = None) -> Response:
     err = translate(exc)
     if err.status >= 500 and not isinstance(exc, ThriftyError):
         log.exception("internal error", exc_info=exc)
-    headers = {"x-thrifty-request-id": request_id} if request_id else None
+    headers = error_headers(err, request_id, started_ns)
+    retry_after = getattr(err, "retry_after", None)  # 503 circuit open: when a probe will be let through
+    if retry_after is not None:
+        headers = {**(headers or {}), "retry-after": str(retry_after)}
     return JSONBytes(_json.encode(err.body()), status_code=err.status, headers=headers)
 
 
-def meta_headers(meta: Meta, *, final: bool = True) -> dict[str, str]:
+def error_headers(err: ThriftyError, request_id: str | None, started_ns: int | None = None) -> dict[str, str] | None:
+    """A chat error carries the same ``x-thrifty-*`` headers as an answer: the pipeline's account when the
+    request got that far (``err.meta``), else a bypass that cost nothing."""
+    if not request_id:
+        return None
+    meta = err.meta
+    if meta is None:
+        spent = (time.perf_counter_ns() - started_ns) / 1e6 if started_ns else 0.0
+        meta = Meta(request_id=request_id, cache="bypass", overhead_ms=spent)
+    return meta_headers(meta)
+
+
+def _param_of(exc: msgspec.ValidationError) -> str | None:
+    """The field a msgspec error names (``... - at `$.thrifty.ttl```) as OpenAI's ``param``: ``thrifty.ttl``."""
+    _, sep, path = str(exc).rpartition(" - at `$.")
+    return path.rstrip("`") or None if sep else None
+
+
+def meta_headers(meta: Meta, *, final: bool = True, client_id: str | None = None) -> dict[str, str]:
+    """``client_id``: the caller's x-request-id (already size-checked), echoed beside the server's id."""
     h = {
         "x-thrifty-cache": meta.cache,
         "x-thrifty-model": meta.model or "",
@@ -65,6 +90,8 @@ def meta_headers(meta: Meta, *, final: bool = True) -> dict[str, str]:
         h["x-thrifty-budget"] = meta.budget
     if meta.simulated:
         h["x-thrifty-simulated"] = "true"
+    if client_id:
+        h["x-request-id"] = client_id
     return h
 
 
@@ -75,11 +102,14 @@ class Proxy:
         self.engine = engine
         self.settings = engine.settings
         self.max_body = self.settings.raw.server.max_body_bytes
+        self.limits = self.settings.raw.server
 
     def authenticate(self, request: Request) -> tuple[str, str | None]:
         keys = self.settings.keys
         auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else (request.headers.get("api-key") or "")
+        # ``api-key`` is Azure's header, ``x-api-key`` Anthropic's (the Messages door's SDKs send it).
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else (
+            request.headers.get("api-key") or request.headers.get("x-api-key") or "")
         if not keys:
             return "default", None
         if not token:
@@ -92,6 +122,17 @@ class Proxy:
         return info.tenant, info.name
 
     async def read_body(self, request: Request) -> bytes:
+        try:
+            body = await self._read_body(request)
+        except ClientDisconnect:  # the transport gave up on a stalled body (engine.http_limits): nobody to answer
+            raise RequestTimeout("request body not received in time") from None
+        if len(body) > 1 << 18:  # a scan of megabytes (tens of ms) stays off the event loop
+            await asyncio.to_thread(check_depth, body, self.limits.max_json_depth)
+        else:
+            check_depth(body, self.limits.max_json_depth)
+        return body
+
+    async def _read_body(self, request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length is not None:
             try:
@@ -114,39 +155,51 @@ class Proxy:
         try:
             req = request_decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise RequestError(f"invalid request: {exc}") from exc
+            raise RequestError(f"invalid request: {exc}", param=_param_of(exc)) from exc
         except msgspec.DecodeError as exc:
             raise RequestError(f"malformed JSON: {exc}") from exc
+        except RecursionError:  # read_body's depth check comes first; this is the last guard, never a 500
+            raise RequestError("malformed JSON: nested too deeply") from None
         if not req.messages:
             raise RequestError("messages: at least one message is required", param="messages")
+        check_request(req, self.limits.max_field_chars)
         return req
 
     async def chat(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter_ns()
+        client_id = request.headers.get("x-request-id")
+        # The id errors before the pipeline are reported under; the pipeline makes its own. The client's
+        # id is never a key: it is stored beside the server's and echoed once it passed the size check.
+        request_id = new_request_id()
         tenant: str | None = None
         try:
+            check_request_id(client_id, self.limits.max_field_chars)
             tenant, key_name = self.authenticate(request)
             req = self.decode(await self.read_body(request))
             options = merge(req.thrifty, options_from_headers(request.headers))
-            validate(options)
+            validate(options, max_chars=self.limits.max_field_chars)
             if req.stream:
-                return await self._stream(request, req, tenant, key_name, options, request_id)
+                return await self._stream(request, req, tenant, key_name, options, client_id)
             result = await self.engine.complete(req, tenant=tenant, key_name=key_name, options=options,
-                                                request_id=request_id)
+                                                client_request_id=client_id)
         except Exception as exc:
             access_note(request.scope, tenant=tenant, request_id=request_id)
-            return error_response(exc, request_id)
+            response = error_response(exc, request_id, started)
+            if client_id and request_id_of(client_id, self.limits.max_field_chars) == client_id:
+                response.headers["x-request-id"] = client_id
+            return response
         access_note(request.scope, meta=result.meta, tenant=tenant)
-        return JSONBytes(_json.encode(result.response), headers=meta_headers(result.meta))
+        return JSONBytes(_json.encode(result.response), headers=meta_headers(result.meta, client_id=client_id))
 
     async def _stream(self, request: Request, req: ChatRequest, tenant: str, key_name: str | None, options: Any,
-                      request_id: str) -> Response:
+                      client_id: str | None) -> Response:
         stream = self.engine.stream(req, tenant=tenant, key_name=key_name, options=options,
-                                    request_id=request_id)
+                                    client_request_id=client_id)
         access_note(request.scope, meta=stream.meta, tenant=tenant)  # final once the stream has ended
         first = await stream.start()  # raises before any byte is sent: a clean error response
         return StreamingResponse(self._sse(stream, first), media_type="text/event-stream",
-                                 headers={**meta_headers(stream.meta, final=stream.meta.cache != "miss"),
+                                 headers={**meta_headers(stream.meta, final=stream.meta.cache in ("hit", "exact"),
+                                                         client_id=client_id),
                                           "cache-control": "no-cache"})
 
     async def _sse(self, stream: Any, first: Any) -> AsyncIterator[bytes]:
@@ -165,17 +218,6 @@ class Proxy:
                                             "cache": stream.meta.cache}) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    async def models(self, request: Request) -> Response:
-        try:
-            self.authenticate(request)
-        except Exception as exc:
-            return error_response(exc)
-        now = int(time.time())
-        data = [{"id": "auto", "object": "model", "created": now, "owned_by": "thrifty"}]
-        data += [{"id": m.id, "object": "model", "created": now, "owned_by": m.vendor}
-                 for m in self.engine.catalog]
-        return JSONBytes(_json.encode({"object": "list", "data": data}))
-
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "simulated": self.settings.simulated})
 
@@ -187,6 +229,7 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
     """The proxy's ASGI app. ``freeze_gc`` (set by ``thrifty serve``, which owns its process) moves
     everything loaded at startup out of the collector's reach once the engine is warm."""
     from engine.admin import admin_routes
+    from engine.doors import door_routes, route_handlers
 
     engine = engine or Engine()
     proxy = Proxy(engine)
@@ -214,15 +257,17 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
     routes = [
         Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
         Route("/chat/completions", proxy.chat, methods=["POST"]),
-        Route("/v1/models", proxy.models, methods=["GET"]),
+        *door_routes(proxy),  # /v1/messages, /v1/responses, /v1/embeddings, /v1/models[/{id}]
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/metrics", proxy.metrics, methods=["GET"]),
         *admin_routes(engine),
     ]
     access = AccessLog(engine.settings.raw.server.access_log)
     middleware = [Middleware(AccessLogMiddleware, log=access)] if access.enabled else []
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                    exception_handlers=route_handlers(routes))  # JSON 404/405 naming the served routes
     app.state.engine = engine
+    app.state.limits = engine.settings.raw.server  # read by engine.http_limits' protocol, per connection
     return app
 
 
