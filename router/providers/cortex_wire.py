@@ -145,12 +145,33 @@ class CortexStreamTranslator:
         self.finish: str | None = None
         self._role_sent = False  # OpenAI's first chunk names the role; Cortex's never does
 
-    def _tool_delta(self, call_id: str, name: str | None, arguments: str) -> ToolCallDelta:
-        if call_id not in self._calls:
+    def _tool_delta(self, item: dict[str, Any]) -> ToolCallDelta | None:
+        """Like OpenAI, Cortex names a call (``tool_use_id``, ``name``) only in its first delta; later
+        ones carry just a piece of ``input``, which belongs to the call started last."""
+        call_id = item.get("tool_use_id")
+        arguments = item.get("input") or ""
+        if not isinstance(arguments, str):  # an already parsed object: the whole input at once
+            arguments = _json.encode(arguments).decode()
+        if call_id and call_id not in self._calls:
             self._calls[call_id] = len(self._calls)
             return ToolCallDelta(index=self._calls[call_id], id=call_id, type="function",
-                                 function=FunctionCallDelta(name=name or "", arguments=arguments))
-        return ToolCallDelta(index=self._calls[call_id], function=FunctionCallDelta(arguments=arguments))
+                                 function=FunctionCallDelta(name=item.get("name") or "", arguments=arguments))
+        if not self._calls:
+            raise KeyError("tool_use_id")  # input for a call that was never started
+        if not arguments:
+            return None
+        index = self._calls[call_id] if call_id else len(self._calls) - 1
+        return ToolCallDelta(index=index, function=FunctionCallDelta(arguments=arguments))
+
+    def _tool_items(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tool-use parts of a delta: the delta itself (``type: tool_use``) or, in the older shape
+        without ``type``, the ``content_list`` items that carry a tool_use_id or an input."""
+        if delta.get("type") == "tool_use":
+            return [delta]
+        if delta.get("type") is not None:
+            return []
+        items = [i.get("tool_use", i) for i in delta.get("content_list") or () if isinstance(i, dict)]
+        return [i for i in items if "tool_use_id" in i or "input" in i]
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
         self.id = data.get("id") or self.id
@@ -165,8 +186,9 @@ class CortexStreamTranslator:
         delta = choice.get("delta") or choice.get("message") or {}
         text: str | None = None
         calls: list[ToolCallDelta] = []
-        if delta.get("type") == "tool_use":
-            calls.append(self._tool_delta(delta["tool_use_id"], delta.get("name"), delta.get("input") or ""))
+        tool_items = self._tool_items(delta)
+        if tool_items:
+            calls = [c for c in map(self._tool_delta, tool_items) if c is not None]
         else:
             text = delta.get("content") if delta.get("content") is not None else delta.get("text")
         finish = choice.get("finish_reason")
