@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from models.tokens import estimate_messages
+from models.tokens import estimate_messages, estimate_tokens
 from router.candidate import Candidate
 from router.streaming import ChunkAccumulator
 from router.types import ChatChunk, ChatRequest, ChunkChoice, Delta, Message, Usage, text_of
@@ -37,7 +37,15 @@ def continuable(request: ChatRequest, acc: ChunkAccumulator) -> str | None:
         return "a refusal is not continued"
     if not acc.text:
         return "no text to continue from"
+    if _left(request, acc.text) == 0:
+        return "the answer already used its max_tokens"
     return None
+
+
+def _left(request: ChatRequest, sent: str) -> int | None:
+    """Output tokens the caller's limit leaves after ``sent`` (None: no limit)."""
+    limit = request.max_completion_tokens or request.max_tokens
+    return None if limit is None else max(0, limit - estimate_tokens(sent))
 
 
 def continuation_request(request: ChatRequest, sent: str, prefill: bool) -> ChatRequest:
@@ -48,7 +56,12 @@ def continuation_request(request: ChatRequest, sent: str, prefill: bool) -> Chat
     else:
         messages = [*request.messages, Message(role="assistant", content=sent),
                     Message(role="user", content=CONTINUE_INSTRUCTION)]
-    return msgspec.structs.replace(request, messages=messages, n=None)
+    left = _left(request, sent)
+    if left is None:
+        return msgspec.structs.replace(request, messages=messages, n=None)
+    # The caller's output limit covers the whole answer: the continuation gets what the first part left.
+    field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    return msgspec.structs.replace(request, messages=messages, n=None, **{field: max(1, left)})
 
 
 def prompt_tokens(request: ChatRequest) -> int:

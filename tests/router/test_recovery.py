@@ -418,3 +418,19 @@ async def test_a_field_one_provider_cannot_honour_falls_back_to_one_that_can(
         await dispatcher.complete(request, [claude])
     assert info.value.status == 400 and "seed" in str(info.value)
     assert dispatcher.breakers.states()["an/claude"] == "closed"
+
+
+async def test_a_continuation_gets_what_the_callers_max_tokens_left(three: Dispatcher, upstream: FakeUpstream) -> None:
+    upstream.script(Reply(text=FULL, cut_after=CUT_AT_40), model="model-a")
+    upstream.script(Reply(text=FULL, continues=True), model="model-b")
+    request = ChatRequest(messages=[Message(role="user", content="Count.")], stream=True, max_tokens=200)
+    result = await three.stream(request, [A, B])
+    text, _, error = await drain(result)
+    assert error is None and text == FULL
+    assert upstream.requests[1].body["max_tokens"] == 200 - estimate_tokens("".join(TOKENS[:40]))
+    upstream.reset()
+    upstream.script(Reply(text=FULL, cut_after=CUT_AT_40), model="model-a")
+    spent = ChatRequest(messages=[Message(role="user", content="Count.")], stream=True, max_tokens=30)
+    result = await three.stream(spent, [A, B])
+    _, _, error = await drain(result)
+    assert isinstance(error, StreamInterrupted) and per_deployment(upstream) == {"model-a": 1}
