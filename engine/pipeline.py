@@ -290,7 +290,9 @@ class EngineStream:
         response = result.response
         complete = error is None and bool(result.complete)
         ctx.meta.complete = complete
-        if complete and response is not None and writes(ctx.mode) and p._cacheable(ctx, response):
+        # A continued answer (a fallback finished a broken stream) is stitched from two models: not stored.
+        stored = complete and not result.continued and response is not None and writes(ctx.mode)
+        if stored and p._cacheable(ctx, response):
             p._store(ctx, response, result)
         p.finish(ctx, response=response, error=error)
 

@@ -99,11 +99,13 @@ def test_cut_stream_is_continued_and_both_attempts_are_billed(serve, upstream: F
     live, engine = serve(_cfg(tmp_path, upstream, routing={"max_candidates": 2}))
     upstream.script(Reply(text=FULL, cut_after=21), Reply(text=FULL, continues=True))
     client = openai.OpenAI(base_url=live.url + "/v1", api_key="sk-x", max_retries=0)
-    stream = client.chat.completions.create(model="auto", messages=MSG, stream=True,  # type: ignore[arg-type]
-                                            extra_headers={"x-thrifty-cache-mode": "off"})
+    stream = client.chat.completions.create(model="auto", messages=MSG, stream=True)  # type: ignore[arg-type]
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == FULL
+    again = client.chat.completions.with_raw_response.create(model="auto", messages=MSG)  # type: ignore[arg-type]
+    assert again.headers["x-thrifty-cache"] == "miss"  # a stitched answer is never stored
     engine.ledger.flush()
-    row = engine.ledger.query("SELECT status, attempts, cost_usd, completion_tokens, cost_estimated FROM requests")[-1]
+    row = engine.ledger.query("SELECT status, attempts, cost_usd, completion_tokens, cost_estimated FROM requests "
+                              "ORDER BY ts")[0]
     assert row["status"] == 200 and row["attempts"] == 3  # the first ok, its break, the continuation
     assert row["cost_usd"] > 0 and row["completion_tokens"] >= 60 and row["cost_estimated"] == 1
