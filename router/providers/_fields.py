@@ -62,7 +62,8 @@ ANTHROPIC: dict[str, Rule] = {
     "parallel_tool_calls": _r("translated", "`disable_parallel_tool_use`"),
     "response_format": _r("emulated", "JSON through a forced tool whose input schema is the format's; "
                                       "rejected together with `tools`", None),
-    "reasoning_effort": _REJECT,
+    "reasoning_effort": _r("translated", "`thinking.budget_tokens` (low 1024, medium 4096, high 16384; "
+                                         "minimal: off); rejected where thinking cannot run"),
     "modalities": _r("rejected", "", ["text"]),
     "audio": _REJECT,
     "prediction": _REJECT,

@@ -14,6 +14,8 @@ from router.errors import MalformedResponse
 from router.providers._fields import FieldGate, unsupported
 from router.providers.anthropic_wire import (
     JSON_TOOL,
+    MIN_THINKING_BUDGET,
+    THINKING_BUDGET,
     StreamTranslator,
     from_anthropic_response,
     json_answer_tool,
@@ -31,6 +33,25 @@ _decode_dict = msgspec.json.Decoder(dict[str, Any])
 def _decode_response(body: bytes) -> ChatResponse:
     return from_anthropic_response(_decode_dict.decode(body))
 
+
+
+def _thinking_conflict(request: ChatRequest) -> str:
+    """Why extended thinking cannot serve this request ("" when it can): Anthropic's own rules for it."""
+    effort = request.reasoning_effort
+    cap = request.max_completion_tokens or request.max_tokens
+    if effort not in THINKING_BUDGET and effort not in ("minimal", "none"):
+        return f"unknown effort {effort!r}; one of none, minimal, low, medium, high"
+    if effort not in THINKING_BUDGET:
+        return ""
+    if cap is not None and cap <= MIN_THINKING_BUDGET:
+        return f"extended thinking needs max_tokens above {MIN_THINKING_BUDGET}"
+    if request.temperature not in (None, 1, 1.0):
+        return "extended thinking does not allow a temperature"
+    if json_answer_tool(request) is not None or request.tool_choice == "required" or isinstance(request.tool_choice, dict):
+        return "extended thinking cannot be combined with a forced tool (tool_choice, or emulated JSON mode)"
+    if any(m.role in ("tool", "function") for m in request.messages):
+        return "extended thinking after tool results needs the earlier thinking blocks, which the history lacks"
+    return ""
 
 class AnthropicProvider(HTTPProvider):
     kind: ClassVar[str] = "anthropic"
@@ -63,6 +84,8 @@ class AnthropicProvider(HTTPProvider):
             field, why = "tools", f"the tool name {JSON_TOOL!r} is reserved"
         elif (request.n or 1) > MAX_FAN_OUT:
             field, why = "n", f"at most {MAX_FAN_OUT}"
+        elif request.reasoning_effort is not None:
+            field, why = "reasoning_effort", _thinking_conflict(request)
         if why:
             raise unsupported(field, self.name, self.kind, why)
 

@@ -120,6 +120,23 @@ def _tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> 
     return out
 
 
+# reasoning_effort -> extended thinking's token budget; "minimal" and "none" leave thinking off.
+THINKING_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor
+
+
+def thinking(request: ChatRequest) -> tuple[dict[str, Any] | None, int]:
+    """Extended thinking for ``reasoning_effort``, and the ``max_tokens`` to send with it. OpenAI's output
+    cap includes reasoning tokens, so a caller's cap stays the cap and the budget fits under it."""
+    cap = request.max_completion_tokens or request.max_tokens
+    budget = THINKING_BUDGET.get(request.reasoning_effort or "")
+    if budget is None:
+        return None, cap or DEFAULT_MAX_TOKENS
+    if cap is None:
+        return {"type": "enabled", "budget_tokens": budget}, budget + DEFAULT_MAX_TOKENS
+    return {"type": "enabled", "budget_tokens": max(MIN_THINKING_BUDGET, min(budget, cap - 1))}, cap
+
+
 def json_answer_tool(request: ChatRequest) -> dict[str, Any] | None:
     """The forced tool that emulates ``response_format`` json_object / json_schema, or None."""
     rf = request.response_format
@@ -147,11 +164,10 @@ def to_anthropic_request(request: ChatRequest, model: str) -> dict[str, Any]:
             _append(messages, "user", [block])
         else:
             _append(messages, "user", _user_blocks(m))
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS,
-    }
+    think, max_tokens = thinking(request)
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if think is not None:
+        body["thinking"] = think
     if system:
         body["system"] = "\n\n".join(system)
     for name in ("temperature", "top_p"):

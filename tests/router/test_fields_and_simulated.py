@@ -17,7 +17,7 @@ from bench.fake_upstream import FakeUpstream, Reply
 from models.schema import Route
 from router.deadline import Deadline
 from router.errors import BadRequest, ProviderError
-from router.providers.anthropic_wire import JSON_TOOL, to_anthropic_request
+from router.providers.anthropic_wire import JSON_TOOL, from_anthropic_response, to_anthropic_request
 from router.providers.base import ChunkStream, Provider
 from router.providers.cortex_wire import to_cortex_request
 from router.providers.fields import TABLES, FieldGate, main, markdown
@@ -85,7 +85,7 @@ def test_readme_table_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -
     ("anthropic", {"seed": 7}, "seed"),
     ("anthropic", {"logprobs": True}, "logprobs"),
     ("anthropic", {"presence_penalty": 0.5}, "presence_penalty"),
-    ("anthropic", {"reasoning_effort": "low"}, "reasoning_effort"),
+    ("anthropic", {"prompt_cache_key": "k"}, "prompt_cache_key"),
     ("cortex", {"stop": ["\n"]}, "stop"),
     ("cortex", {"user": "u1"}, "user"),
 ])
@@ -111,6 +111,17 @@ def test_anthropic_json_mode_is_a_forced_tool_and_user_is_translated() -> None:
     assert body["metadata"] == {"user_id": "s-1"}
     tools = to_anthropic_request(req(tools=[WEATHER]), "claude")["tools"]
     assert tools[0]["name"] == "get_weather" and "type" not in tools[0]  # Anthropic's own tool shape
+
+
+def test_anthropic_reasoning_effort_is_extended_thinking_under_the_callers_cap() -> None:
+    assert to_anthropic_request(req(reasoning_effort="medium"), "claude")["thinking"] == {
+        "type": "enabled", "budget_tokens": 4096}
+    capped = to_anthropic_request(req(reasoning_effort="high", max_completion_tokens=3000), "claude")
+    assert capped["thinking"]["budget_tokens"] == 2999 and capped["max_tokens"] == 3000
+    assert "thinking" not in to_anthropic_request(req(reasoning_effort="minimal"), "claude")
+    answer = from_anthropic_response({"id": "m", "model": "claude", "stop_reason": "end_turn", "content": [
+        {"type": "thinking", "thinking": "Let me see...", "signature": "sig"}, {"type": "text", "text": "42"}]})
+    assert answer.choices[0].message.content == "42"  # reasoning stays out of the answer, as OpenAI's does
 
 
 def test_cortex_translates_json_object_instead_of_dropping_it() -> None:
@@ -148,6 +159,10 @@ async def test_n_streamed_is_merged_into_one_stream(kind: str, make_provider: Ca
     ("anthropic", {"temperature": 1.5}, "temperature"),
     ("anthropic", {"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format"),
     ("anthropic", {"seed": 3}, "seed"),
+    ("anthropic", {"reasoning_effort": "high", "max_tokens": 1000}, "reasoning_effort"),
+    ("anthropic", {"reasoning_effort": "low", "temperature": 0.2}, "reasoning_effort"),
+    ("anthropic", {"reasoning_effort": "low", "response_format": {"type": "json_object"}}, "reasoning_effort"),
+    ("anthropic", {"reasoning_effort": "extreme"}, "reasoning_effort"),
     ("cortex", {"logprobs": True}, "logprobs"),
 ])
 async def test_providers_refuse_before_sending(kind: str, body: dict[str, Any], field: str,
