@@ -92,6 +92,10 @@ class ChatDoor:
     def error_body(self, err: ThriftyError) -> bytes:
         return json_encode(err.body())
 
+    def extra_headers(self, state: Any) -> dict[str, str]:
+        """Headers of the door's own (e.g. the fields it accepted but did not apply)."""
+        return {}
+
     # -- shared ------------------------------------------------------------------------------------------
     def model_label(self, meta: Meta) -> str:
         """The model a stream announces before its first chunk: the catalog id, labelled ``simulated/``
@@ -133,7 +137,8 @@ class ChatDoor:
                 access_note(request.scope, meta=stream.meta, tenant=tenant)  # final once the stream has ended
                 first = await stream.start()  # errors before any byte: a clean error response
                 final = stream.meta.cache in ("hit", "exact")  # a replay's cost is known now; an upstream's later
-                headers = {**meta_headers(stream.meta, final=final, client_id=client_id), "cache-control": "no-cache"}
+                headers = {**meta_headers(stream.meta, final=final, client_id=client_id), "cache-control": "no-cache",
+                           **self.extra_headers(state)}
                 return StreamingResponse(self.events(_chunks(stream, first), stream.meta, state,
                                                          self.model_label(stream.meta)),
                                          media_type="text/event-stream", headers=headers)
@@ -144,7 +149,7 @@ class ChatDoor:
             return self.error(exc, started)
         access_note(request.scope, meta=result.meta, tenant=tenant)
         return JSONBytes(self.encode(result.response, result.meta, state),
-                         headers=meta_headers(result.meta, client_id=client_id))
+                         headers={**meta_headers(result.meta, client_id=client_id), **self.extra_headers(state)})
 
 
 async def _chunks(stream: Any, first: ChatChunk | None) -> AsyncIterator[ChatChunk]:

@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.doors._common import ChatDoor, JSONBytes, decode_body, json_encode
-from engine.doors.anthropic_wire import count_decoder, count_tokens, messages_decoder, to_chat_request
+from engine.doors.anthropic_wire import (
+    count_decoder,
+    count_tokens,
+    ignored_fields,
+    messages_decoder,
+    to_chat_request,
+)
 from engine.errors import ThriftyError, translate
 from engine.types import Meta
 from router.providers.anthropic_wire import FINISH_TO_STOP, usage_to_anthropic
@@ -38,6 +45,11 @@ def _message_id(meta: Meta) -> str:
     return f"msg_{meta.request_id}"
 
 
+class _State(msgspec.Struct, frozen=True):
+    input_estimate: int  # message_start's input_tokens, before the upstream has counted them
+    ignored: list[str]
+
+
 def _input_estimate(request: ChatRequest) -> int:
     from models.tokens import estimate_messages
 
@@ -47,14 +59,18 @@ def _input_estimate(request: ChatRequest) -> int:
 class MessagesDoor(ChatDoor):
     what = "Anthropic Messages"
 
-    def decode(self, body: bytes, tenant: str) -> tuple[ChatRequest, ChatRequest]:
-        req = to_chat_request(decode_body(body, messages_decoder, self.what))
-        return req, req
+    def decode(self, body: bytes, tenant: str) -> tuple[ChatRequest, _State]:
+        wire = decode_body(body, messages_decoder, self.what)
+        req = to_chat_request(wire)
+        return req, _State(_input_estimate(req), ignored_fields(wire))
+
+    def extra_headers(self, state: _State) -> dict[str, str]:
+        return {"x-thrifty-ignored-fields": ", ".join(state.ignored)} if state.ignored else {}
 
     def error_body(self, err: ThriftyError) -> bytes:
         return error_body(err)
 
-    def encode(self, response: ChatResponse, meta: Meta, state: ChatRequest) -> bytes:
+    def encode(self, response: ChatResponse, meta: Meta, state: _State) -> bytes:
         choice = response.choices[0]
         content: list[dict[str, Any]] = []
         if choice.message.content:
@@ -68,9 +84,9 @@ class MessagesDoor(ChatDoor):
             "usage": usage_to_anthropic(response.usage),
         })
 
-    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: ChatRequest,
+    def events(self, chunks: AsyncIterator[ChatChunk], meta: Meta, state: _State,
                model: str) -> AsyncIterator[bytes]:
-        return _EventWriter(meta, _input_estimate(state), model).run(chunks)
+        return _EventWriter(meta, state.input_estimate, model).run(chunks)
 
     async def count_tokens(self, request: Request) -> Response:
         try:
@@ -83,8 +99,6 @@ class MessagesDoor(ChatDoor):
 
 
 def _parse_input(arguments: str) -> Any:
-    import msgspec
-
     try:
         value = msgspec.json.decode(arguments) if arguments else {}
     except msgspec.DecodeError:

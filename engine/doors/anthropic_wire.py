@@ -121,6 +121,10 @@ class MessagesRequest(msgspec.Struct, forbid_unknown_fields=True):
     tool_choice: AToolChoice | None = None
     metadata: AMetadata | None = None
     thinking: Thinking | None = None
+    # Anthropic-side resource controls (Claude Code sends them): accepted, not applied on other providers,
+    # and named in the answer's ``x-thrifty-ignored-fields`` header (``ignored_fields``).
+    context_management: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
     stream: bool | None = None
     thrifty: ThriftyOptions | None = None
 
@@ -132,6 +136,8 @@ class CountTokensRequest(msgspec.Struct, forbid_unknown_fields=True):
     tools: list[ATool] | None = None
     tool_choice: AToolChoice | None = None
     thinking: Thinking | None = None
+    context_management: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
 
 
 messages_decoder = msgspec.json.Decoder(MessagesRequest)
@@ -246,9 +252,6 @@ def to_chat_request(req: MessagesRequest) -> ChatRequest:
     if req.top_k is not None:
         raise RequestError("top_k: not supported through thrifty (OpenAI-format providers have no top_k); "
                            "use temperature or top_p", param="top_k")
-    if req.thinking is not None and req.thinking.type != "disabled":
-        raise RequestError("thinking: extended thinking is not supported through thrifty's Messages door; "
-                           "omit it or set {\"type\": \"disabled\"}", param="thinking")
     tools = [Tool(function=FunctionDef(name=t.name, description=t.description, parameters=t.input_schema))
              for t in req.tools or ()] or None
     parallel = False if req.tool_choice and req.tool_choice.disable_parallel_tool_use and tools else None
@@ -269,6 +272,20 @@ def to_chat_request(req: MessagesRequest) -> ChatRequest:
         stream_options=_INCLUDE_USAGE if req.stream else None,  # usage goes into message_delta
         thrifty=req.thrifty,
     )
+
+
+def ignored_fields(req: MessagesRequest) -> list[str]:
+    """Fields accepted but not applied: extended thinking (answers carry no thinking blocks) and Anthropic's
+    own context and output controls. They ask the provider to spend or save its resources; the answer is
+    a normal answer without them, so refusing them would only lock out clients such as Claude Code."""
+    ignored = []
+    if req.thinking is not None and req.thinking.type != "disabled":
+        ignored.append("thinking")
+    if req.context_management is not None:
+        ignored.append("context_management")
+    if req.output_config is not None:
+        ignored.append("output_config")
+    return ignored
 
 
 def count_tokens(req: CountTokensRequest) -> int:

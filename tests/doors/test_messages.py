@@ -165,3 +165,33 @@ def test_count_tokens_and_errors_in_anthropic_shape(serve, upstream: FakeUpstrea
         "model": "gpt-4o-mini", "max_tokens": 5, "top_k": 3, "messages": [{"role": "user", "content": "Hi"}]})
     assert top_k.status_code == 400 and "top_k" in top_k.json()["error"]["message"]
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_claude_code_shaped_request(serve, upstream: FakeUpstream, tmp_path: Path, fmt: str) -> None:
+    """The body shape Claude Code sends: system blocks and tools with cache_control, metadata.user_id,
+    thinking and context_management (accepted, not applied, named in a header), streamed."""
+    live, _ = serve(config(tmp_path, upstream, fmt))
+    body = {
+        "model": "gpt-4o-mini", "max_tokens": 8000, "stream": True, "temperature": 1,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "List the files.",
+                                                   "cache_control": {"type": "ephemeral"}}]}],
+        "tools": [{"name": "Bash", "description": "Run a command", "cache_control": {"type": "ephemeral"},
+                   "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "metadata": {"user_id": "user_abc_account__session_1"},
+        "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+    }
+    r, events = _sse_events(live.url, body, headers={"anthropic-version": "2023-06-01",
+                                                     "anthropic-beta": "claude-code-20250219"})
+    assert r.status_code == 200
+    assert r.headers["x-thrifty-ignored-fields"] == "thinking, context_management"
+    assert events[-1][0] == "message_stop"
+    sent = upstream.requests[-1].body
+    assert "thinking" not in sent and "context_management" not in sent
+    if fmt == "openai":
+        assert sent["messages"][0] == {"role": "system", "content": "You are Claude Code."}
+        assert sent["user"] == "user_abc_account__session_1"
+    else:
+        assert sent["system"] == "You are Claude Code." and sent["metadata"]["user_id"] == "user_abc_account__session_1"
