@@ -25,10 +25,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from bench.fake_wire import anthropic_body, anthropic_events, openai_body, openai_events, pieces
+from bench.fake_wire import (
+    anthropic_body,
+    anthropic_events,
+    cortex_events,
+    openai_body,
+    openai_events,
+)
 from models.tokens import estimate_tokens
 from router.providers.anthropic_wire import from_anthropic_request
-from router.providers.cortex_wire import from_cortex_request, to_cortex_chunks
+from router.providers.cortex_wire import from_cortex_request
 from router.providers.embeddings import labelled_vector
 from router.types import (
     ChatRequest,
@@ -95,6 +101,7 @@ class Reply:
     content_type: str | None = None
     oversized: int | None = None  # pad a JSON body to at least this many bytes
     events: list[bytes] | None = None  # a recorded stream, replayed byte for byte (see ``transcript``)
+    write_size: int | None = None  # stream: the body goes out in writes of this many bytes, split anywhere
     cut_mid: bool = False  # with cut_after: half of that event goes out before the drop (a cut inside an event)
     bad_events: tuple[int, ...] = ()  # stream: an undecodable event goes out before each of these event indices
     continues: bool = False  # answer only the rest of the text after the request's last assistant message
@@ -289,6 +296,8 @@ class FakeUpstream:
     async def _write_events(self, request: web.Request, response: web.StreamResponse, reply: Reply,
                             events: list[bytes]) -> None:
         await response.prepare(request)
+        if reply.write_size:
+            return await self._write_split(response, b"".join(events), reply.write_size)
         for i, event in enumerate(events):
             if i in reply.bad_events:
                 await response.write(b'data: {"id": "broken", "choices": [{"delta": \n\n')
@@ -303,6 +312,14 @@ class FakeUpstream:
             if reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
             await response.write(event)
+        await response.write_eof()
+
+    @staticmethod
+    async def _write_split(response: web.StreamResponse, body: bytes, size: int) -> None:
+        """Events cut at arbitrary bytes (mid-line, mid-JSON, mid-UTF-8), as TCP may deliver them."""
+        for start in range(0, len(body), size):
+            await response.write(body[start : start + size])
+            await asyncio.sleep(0.001)  # each piece its own segment, not coalesced by the kernel
         await response.write_eof()
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
@@ -362,9 +379,7 @@ class FakeUpstream:
                                "usage": {"prompt_tokens": usage.prompt_tokens,
                                          "completion_tokens": usage.completion_tokens,
                                          "total_tokens": usage.total_tokens}}, reply)
-        chunks = to_cortex_chunks("fake-cortex-1", chat.model, pieces(message.content) if message.content else [],
-                                  message.tool_calls or [], full.usage if reply.include_usage else None)
-        return await self._sse(request, reply, [b"data: " + _enc.encode(c) + b"\n\n" for c in chunks])
+        return await self._sse(request, reply, cortex_events(full, include_usage=reply.include_usage))
 
 
 _DEFAULT = Reply()

@@ -7,6 +7,7 @@ thrifty's decoders by construction and prove nothing. Shapes kept on purpose:
 - OpenAI: ``object``, ``created``, ``system_fingerprint``, ``logprobs: null`` on every chunk; a tool call's
   ``id``, ``type`` and ``name`` only in its first chunk, its arguments split over the following chunks;
   the usage chunk (``choices: []``) only when the request asked for it; ``data: [DONE]``.
+- Cortex: see ``cortex_events``.
 - Anthropic: ``message_start``, ``content_block_start``, a ``ping``, ``text_delta`` / ``input_json_delta``
   (the first one empty, as recorded), ``content_block_stop``, ``message_delta`` with the output usage,
   ``message_stop``; every event framed with its ``event:`` line.
@@ -128,3 +129,23 @@ def anthropic_events(full: ChatResponse, *, finish: bool = True, done: bool = Tr
         if done:
             events.append({"type": "message_stop"})
     return [b"event: %s\ndata: %s\n\n" % (e["type"].encode(), _enc.encode(e)) for e in events]
+
+
+def cortex_events(full: ChatResponse, *, include_usage: bool) -> list[bytes]:
+    """A streamed Cortex ``inference:complete`` answer as recorded (tests/data/transcripts/cortex_tool_use.sse):
+    text deltas; a tool call's ``tool_use_id`` and ``name`` only in its first delta, its input in the next ones;
+    ``usage`` ``{}`` until the last event carries the counts; no ``[DONE]``."""
+    message = full.choices[0].message
+    deltas: list[dict[str, Any]] = [{"type": "text", "content": p, "content_list": [{"type": "text", "text": p}],
+                                     "text": p} for p in (pieces(message.content) if message.content else [])]
+    for call in message.tool_calls or []:
+        deltas.append({"type": "tool_use", "tool_use_id": call.id, "name": call.function.name, "text": "",
+                       "content_list": [{"tool_use_id": call.id, "name": call.function.name}]})
+        deltas.extend({"type": "tool_use", "input": p, "content_list": [{"input": p}], "text": ""}
+                      for p in pieces(call.function.arguments, 9))
+    events = [{"id": full.id, "model": full.model, "choices": [{"delta": d}], "usage": {}} for d in deltas]
+    if include_usage and events and full.usage is not None:
+        u = full.usage
+        events[-1]["usage"] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                               "total_tokens": u.total_tokens}
+    return [b"data: " + _enc.encode(e) + b"\n\n" for e in events]

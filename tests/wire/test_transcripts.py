@@ -109,3 +109,32 @@ def test_recorded_anthropic_error_event_first(proxies: dict[str, Any], fake: Fak
     assert r.status_code >= 500 and r.headers["content-type"].startswith("application/json"), r.text
     CONFORMANCE.error("anthropic", "recorded error event", r.json())
     assert "Overloaded" in r.json()["error"]["message"]
+
+
+def test_recorded_cortex_stream(proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    """Cortex's own SSE (text deltas, then ``tool_use`` start and input, usage on the last event, no [DONE])."""
+    live, _ = proxies["cortex"]
+    fake.script(Reply.transcript("cortex_tool_use"))
+    body = _ask("Replay the recording cortex_tool_use.", stream_options={"include_usage": True})
+    streamed = post_stream(live, "cortex", "recorded cortex_tool_use", body, "miss")
+    assert joined_text(streamed) == "I'll help you check Nvidia's current"
+    assert joined_calls(streamed) == {0: {"id": "tooluse_FB_nOElDTAOKa-YnVWI5Uw", "name": "get_stock_price",
+                                          "arguments": '{"symbol":"NVDA"}'}}
+    assert finish_of(streamed) == "tool_calls"
+    assert streamed[-1]["usage"]["total_tokens"] == 462
+    replay = post_stream(live, "cortex", "recorded cortex_tool_use replay",
+                         _ask("Replay the recording cortex_tool_use."), "exact")
+    assert joined_calls(replay) == joined_calls(streamed)
+
+
+@pytest.mark.parametrize(("provider", "name"), [("openai", "openai_parallel_tools"), ("anthropic", "anthropic_tool_use")])
+def test_recorded_streams_cut_at_arbitrary_bytes(provider: str, name: str, proxies: dict[str, Any],
+                                                 fake: FakeUpstream) -> None:
+    """The same recordings delivered 7 bytes at a time: events split mid-line and mid-JSON add up the same."""
+    live, _ = proxies[provider]
+    fake.script(Reply.transcript(name), Reply.transcript(name, write_size=7))
+    whole = post_stream(live, provider, f"recorded {name}", _ask(f"Whole: {name}."), "miss")
+    split = post_stream(live, provider, f"recorded {name} (7-byte writes)",
+                        _ask(f"Whole: {name}.", thrifty={"namespace": "split-writes"}), "miss")
+    assert joined_calls(split) == joined_calls(whole) and joined_text(split) == joined_text(whole)
+    assert finish_of(split) == finish_of(whole)
