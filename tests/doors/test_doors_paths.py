@@ -96,3 +96,22 @@ def test_budgets_span_every_door(serve, upstream: FakeUpstream, tmp_path: Path) 
         client.embeddings.create(model="text-embedding-3-small", input="new text")
     engine.ledger.flush()
     assert engine.ledger.spend(tenant="acme") == pytest.approx(3 * 0.0125)
+
+
+def test_semantic_hits_through_messages_and_responses(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(config(tmp_path, upstream, "openai"))
+    claude = anthropic.Anthropic(base_url=live.url, api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+
+    def ask_claude(q: str) -> str:
+        raw = claude.messages.with_raw_response.create(model="auto", max_tokens=100,
+                                                       messages=[{"role": "user", "content": q}])
+        return raw.headers["x-thrifty-cache"]
+
+    def ask_responses(q: str) -> str:
+        return client.responses.with_raw_response.create(model="auto", input=q).headers["x-thrifty-cache"]
+
+    for ask in (ask_claude, ask_responses):
+        assert ask("How do I reverse a list in Python?") == "miss"
+        assert ask("How can I reverse a list in Python?") == "hit"
+        assert ask("How do I reverse a list in JavaScript?") == "miss"
