@@ -21,6 +21,7 @@ from router.types import (
     ContentPart,
     Delta,
     FunctionCall,
+    FunctionCallDelta,
     FunctionDef,
     ImagePart,
     ImageURL,
@@ -32,6 +33,7 @@ from router.types import (
     ThriftyOptions,
     Tool,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -83,6 +85,7 @@ __all__ = [
     "ContentPart",
     "Delta",
     "FunctionCall",
+    "FunctionCallDelta",
     "FunctionDef",
     "ImagePart",
     "ImageURL",
@@ -95,5 +98,6 @@ __all__ = [
     "ThriftyOptions",
     "Tool",
     "ToolCall",
+    "ToolCallDelta",
     "Usage",
 ]
