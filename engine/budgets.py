@@ -286,8 +286,8 @@ class BudgetTracker:
     def _judge(self, k: Counter, spent: float, limit: Limit, cfg: BudgetConfig) -> Verdict:
         subject, period, window = k
         if limit.hard is not None and spent >= limit.hard:
-            msg = (f"{subject} has spent ${spent:.4f} of its {period} hard limit ${limit.hard:.2f} "
-                   f"({window})")
+            msg = (f"{subject} has spent ${spent:.4f} (settled, plus requests in flight) of its {period} hard "
+                   f"limit ${limit.hard:.2f} ({window})")
             return Verdict("reject" if cfg.on_hard == "reject" else "downgrade", msg)
         if limit.soft is not None and spent >= limit.soft:
             msg = f"{subject} passed its {period} soft limit: ${spent:.4f} of ${limit.soft:.2f} ({window})"

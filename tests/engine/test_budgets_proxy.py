@@ -69,3 +69,21 @@ def test_hard_limit_downgrades_to_the_cheapest_model(serve, upstream: FakeUpstre
     assert r.headers["x-thrifty-model"] != "gpt-4o"
     chosen = engine.catalog.get(r.headers["x-thrifty-model"])
     assert chosen.price.input + chosen.price.output <= cheapest.price.input + cheapest.price.output * 1.5
+
+
+def test_tokens_are_recorded_whenever_the_upstream_answered(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Issue 11: a bypassed cache (mode off, n > 1) recorded the cost but 0 tokens."""
+    live, engine = serve(base_config(tmp_path, upstream))
+    usage = Usage(prompt_tokens=321, completion_tokens=123, total_tokens=444)
+    upstream.script(*[Reply(usage=usage)] * 3)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Count my tokens, please."}]}
+    with httpx.Client(base_url=live.url) as h:
+        off = h.post("/v1/chat/completions", json=body, headers={"x-thrifty-cache-mode": "off"})
+        many = h.post("/v1/chat/completions", json={**body, "n": 2})
+        miss = h.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "Other?"}]})
+        hit = h.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "Other?"}]})
+    assert [r.headers["x-thrifty-cache"] for r in (off, many, miss, hit)] == ["bypass", "bypass", "miss", "exact"]
+    engine.ledger.flush()
+    rows = engine.ledger.query("SELECT cache, prompt_tokens, completion_tokens, cost_usd FROM requests ORDER BY ts")
+    assert [(r["prompt_tokens"], r["completion_tokens"]) for r in rows] == [(321, 123)] * 3 + [(0, 0)]
+    assert all(r["cost_usd"] > 0 for r in rows[:3]) and rows[3]["cost_usd"] == 0
