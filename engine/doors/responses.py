@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from engine.doors._common import ChatDoor, decode_body, json_encode
 from engine.doors.response_store import ResponseStore
 from engine.doors.responses_wire import ResponsesRequest, request_decoder, to_chat_request
@@ -84,8 +86,6 @@ class _Shape:
 
 
 def json_to_dict(value: Any) -> dict[str, Any]:
-    import msgspec
-
     out: dict[str, Any] = msgspec.to_builtins(value)
     return out
 
