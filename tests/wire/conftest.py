@@ -23,10 +23,12 @@ def proxies(_fake_upstream: Any, minilm: Any, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture
-def fake(_fake_upstream: Any) -> Any:
-    """The session's fake upstream, its scripts and recorded requests cleared."""
+def fake(_fake_upstream: Any) -> Iterator[Any]:
+    """The session's fake upstream, its scripts and recorded requests cleared; at the end of the test every
+    request thrifty sent it is validated by its format's reference."""
     _fake_upstream.reset()
-    return _fake_upstream
+    yield _fake_upstream
+    CONFORMANCE.upstream_requests(list(_fake_upstream.requests))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -132,6 +132,18 @@ class Conformance:
             raise AssertionError(line) from exc
         self.counts[provider, path, "sdk " + name] += 1
 
+    def upstream_requests(self, requests: list[Any]) -> None:
+        """What thrifty sent the fake upstream, by the reference of the format it went out in: OpenAI's
+        requests by the OpenAPI description, Anthropic's by the anthropic SDK's ``MessageCreateParams``
+        (Cortex has no published schema to hold them to)."""
+        for recorded in requests:
+            if recorded.path.endswith("/chat/completions"):
+                self.other("openai", "upstream request", "CreateChatCompletionRequest", recorded.body)
+            elif recorded.path.endswith("/embeddings"):
+                self.other("openai", "upstream request", "CreateEmbeddingRequest", recorded.body)
+            elif recorded.path == "/v1/messages":
+                self.sdk("anthropic", "upstream request", "MessageCreateParams", _anthropic_request, recorded.body)
+
     def table(self) -> str:
         """Documents checked per provider and path: bodies, chunks, errors, each by both references."""
         rows: dict[tuple[str, str], Counter[str]] = {}
@@ -153,6 +165,27 @@ class Conformance:
         lines.append(f"{'total':<51} {total['bodies']:>6} {total['chunks']:>6} {total['errors']:>6} "
                      f"{total['other']:>5} {total['sdk']:>5}   failures: {len(self.failures)}")
         return "\n".join(lines)
+
+
+def _drain(value: Any) -> None:
+    """pydantic validates an ``Iterable[...]`` field lazily, as it is iterated: iterate everything."""
+    if isinstance(value, dict):
+        value = value.values()
+    if isinstance(value, (list, tuple, Iterator, type({}.values()))) and not isinstance(value, (str, bytes)):
+        for item in value:
+            _drain(item)
+
+
+@cache
+def _anthropic_params() -> Any:
+    from anthropic.types import MessageCreateParams
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(MessageCreateParams)
+
+
+def _anthropic_request(document: Any, *, strict: bool) -> None:
+    _drain(_anthropic_params().validate_python(document, strict=strict))
 
 
 CONFORMANCE = Conformance()

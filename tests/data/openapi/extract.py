@@ -16,7 +16,7 @@ from typing import Any
 
 ROOTS = ["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "ErrorResponse",
          "ListModelsResponse", "Model", "CreateEmbeddingResponse", "CreateChatCompletionRequest", "Response",
-         "ResponseStreamEvent"]
+         "ResponseStreamEvent", "CreateEmbeddingRequest"]
 PREFIX = "#/components/schemas/"
 
 
