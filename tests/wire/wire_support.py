@@ -231,6 +231,11 @@ def post_stream(live: Any, provider: str, path: str, body: dict[str, Any], expec
     if asked:
         assert chunks[-1] is usage_chunks[0] and chunks[-1]["usage"]["total_tokens"] > 0
     assert len({c["id"] for c in chunks}) == 1  # one completion id over the whole stream
+    first: dict[int, dict[str, Any]] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            first.setdefault(choice["index"], choice["delta"])
+    assert first and all(d.get("role") == "assistant" for d in first.values()), (path, first)  # as OpenAI sends
     return chunks
 
 
