@@ -434,3 +434,24 @@ async def test_a_continuation_gets_what_the_callers_max_tokens_left(three: Dispa
     result = await three.stream(spent, [A, B])
     _, _, error = await drain(result)
     assert isinstance(error, StreamInterrupted) and per_deployment(upstream) == {"model-a": 1}
+
+
+async def test_a_cut_after_the_finish_reason_keeps_the_whole_answer(three: Dispatcher, upstream: FakeUpstream) -> None:
+    pieces = len(FULL) // 12
+    upstream.script(Reply(text=FULL, cut_after=1 + pieces + 1), model="model-a")  # role, text, finish; no usage
+    result = await three.stream(chat(), [A, B])
+    text, _, error = await drain(result)
+    assert error is None and text == FULL and result.complete and not result.continued
+    assert result.cost_estimated and per_deployment(upstream) == {"model-a": 1}
+
+
+async def test_an_anthropic_fallback_continues_by_prefill(make_provider: Callable[..., Provider],
+                                                         upstream: FakeUpstream) -> None:
+    dispatcher = Dispatcher({"a": make_provider("openai", "a"), "an": make_provider("anthropic", "an")})
+    upstream.script(Reply(text=FULL, cut_after=CUT_AT_40), model="model-a")
+    upstream.script(Reply(text=FULL, continues=True), model="claude")
+    result = await dispatcher.stream(chat(), [A, cand("an", "claude", prefill=True)])
+    text, _, error = await drain(result)
+    assert error is None and text == FULL and result.complete
+    sent = upstream.requests[1]
+    assert sent.path == "/v1/messages" and sent.body["messages"][-1]["role"] == "assistant"
