@@ -113,7 +113,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     opts = ThriftyOptions(policy=args.policy, task=args.task, max_cost_usd=args.max_cost)
     vector = asyncio.run(engine.embed(args.prompt))
     decision = engine.rank(req, vector, tenant=args.tenant, options=opts, policy=args.policy)
-    Console().print(decision_table(decision))
+    console = Console()
+    console.print(decision_table(decision, width=console.width))
     return 0
 
 

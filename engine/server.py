@@ -225,7 +225,7 @@ class Proxy:
         return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Starlette:
+def create_app(engine: Engine | None = None, *, freeze_gc: bool = False, log_notes: bool = True) -> Starlette:
     """The proxy's ASGI app. ``freeze_gc`` (set by ``thrifty serve``, which owns its process) moves
     everything loaded at startup out of the collector's reach once the engine is warm."""
     from engine.admin import admin_routes
@@ -242,7 +242,7 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
             # collection walking them is a pause of milliseconds landing on some request's p99.
             gc.collect()
             gc.freeze()
-        for note in engine.settings.notes:
+        for note in engine.settings.notes if log_notes else ():
             log.warning("%s", note)
         access.start()
         announce = os.environ.get("THRIFTY_ANNOUNCE")
@@ -273,4 +273,5 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False) -> Star
 
 def app_from_env() -> Starlette:
     """uvicorn's factory for ``thrifty serve``: config from ``THRIFTY_CONFIG``, else embedded defaults."""
-    return create_app(Engine(), freeze_gc=True)
+    # ``thrifty serve`` printed the config's notes once, before any worker started.
+    return create_app(Engine(), freeze_gc=True, log_notes=False)

@@ -161,12 +161,15 @@ def test_serving_on_is_printed_once_serving(tmp_path: Path) -> None:
     first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert first.stderr is not None
+        seen: list[str] = []
         for line in first.stderr:
+            seen.append(line)
             if "serving on" in line:
                 break
         else:
             pytest.fail("the server exited without saying it was serving")
         assert f"http://127.0.0.1:{port}/v1" in line
+        assert sum("SIMULATED provider" in x for x in seen) == 1  # the config's notes, said once
         # Said only once serving: the port answers at the moment the line is read.
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # port taken
@@ -174,3 +177,14 @@ def test_serving_on_is_printed_once_serving(tmp_path: Path) -> None:
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=30)
+
+
+def test_route_is_readable_at_80_columns(upstream: FakeUpstream, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    path = _write_config(tmp_path, upstream)
+    assert main(["route", "--config", str(path), "--max-cost", "0.0003", "Write a Python function"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "fake/" in out and "…" not in out  # deployments whole, never cut
+    assert "expected cost" in out  # the dropped models and why
