@@ -41,6 +41,7 @@ from router.types import (
     ChatResponse,
     Choice,
     CompletionTokensDetails,
+    FunctionCall,
     Message,
     PromptTokensDetails,
     ResponseMessage,
@@ -359,7 +360,7 @@ class FakeUpstream:
             return begun
         body, reply = begun
         chat = from_anthropic_request(body)
-        full = self._response(chat, reply, chat.model)
+        full = _forced_tool(self._response(chat, reply, chat.model), body.get("tool_choice"))
         if not chat.stream:
             return self._json(anthropic_body(full), reply)
         return await self._sse(request, reply, anthropic_events(full, finish=not reply.no_finish,
@@ -383,6 +384,22 @@ class FakeUpstream:
 
 
 _DEFAULT = Reply()
+
+
+def _forced_tool(full: ChatResponse, tool_choice: Any) -> ChatResponse:
+    """``tool_choice: {"type": "tool", "name": N}`` obliges Claude to call N: a scripted JSON text answer
+    goes out as that call's input, as Claude would send it (how JSON mode is emulated on Anthropic)."""
+    message = full.choices[0].message
+    if not (isinstance(tool_choice, dict) and tool_choice.get("type") == "tool") or message.tool_calls:
+        return full
+    text = message.content or ""
+    try:
+        msgspec.json.decode(text, type=dict[str, Any])
+    except msgspec.DecodeError:
+        return full
+    call = ToolCall(id="toolu_fake_forced", function=FunctionCall(name=tool_choice["name"], arguments=text))
+    choice = Choice(index=0, message=ResponseMessage(content=None, tool_calls=[call]), finish_reason="tool_calls")
+    return msgspec.structs.replace(full, choices=[choice])
 PREFILL_REJECTED = {"error": {"message": "This model does not support assistant message prefill: the "
                                          "conversation must end with a user message.",
                               "type": "invalid_request_error", "param": "messages", "code": "prefill_unsupported"}}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PATHS = ("miss", "exact hit", "semantic hit", "simulated")
+PATHS = ("miss", "exact hit", "semantic hit", "simulated", "via Anthropic")
 
 
 class Matrix:

@@ -1,7 +1,8 @@
 """The client matrix: the official ``openai`` SDK, ``langchain-openai``, the ``litellm`` SDK and the
-``anthropic`` SDK (on the /v1/messages door), unchanged but for their base URL, against a live proxy on a miss, an exact hit, a semantic hit (an OpenAI-format
-upstream behind it) and the simulated provider. Each cell is recorded in MATRIX (printed at the end);
-a test fails when any of its cells failed, naming them all."""
+``anthropic`` SDK (on the /v1/messages door), unchanged but for their base URL, against a live proxy on a
+miss, an exact hit, a semantic hit (an OpenAI-format upstream behind it), the simulated provider, and a
+miss answered by an Anthropic-format upstream. Each cell is recorded in MATRIX (printed at the end); a
+test fails when any of its cells failed, naming them all."""
 
 from __future__ import annotations
 
@@ -254,5 +255,13 @@ def test_client_matrix(cell: str, proxies: dict[str, Any], fake: FakeUpstream) -
             MATRIX.record(cell, path, f"FAIL: {answer[:60]!r} differs from the miss's {miss[:60]!r}")
     simulated = Target(proxies["simulated"][0].url + "/v1", namespace=upstream.namespace)
     _attempt(cell, "simulated", lambda: call(simulated, first))
+    # the same call answered by an Anthropic-format upstream (translated both ways): the same result
+    fake.script(UPSTREAM_REPLY[kind])
+    via = _attempt(cell, "via Anthropic", lambda: call(Target(proxies["anthropic"][0].url + "/v1", upstream.namespace),
+                                                       first))
+    if via is not None and fake.requests[-1].path != "/v1/messages":
+        MATRIX.record(cell, "via Anthropic", f"FAIL: went to {fake.requests[-1].path}")
+    elif via is not None and miss is not None and via != miss:
+        MATRIX.record(cell, "via Anthropic", f"FAIL: {via[:60]!r} differs from the OpenAI upstream's {miss[:60]!r}")
     failed = {path: outcome for (c, path), outcome in MATRIX.cells.items() if c == cell and outcome != "pass"}
     assert not failed, failed
