@@ -115,3 +115,39 @@ def test_semantic_hits_through_messages_and_responses(serve, upstream: FakeUpstr
         assert ask("How do I reverse a list in Python?") == "miss"
         assert ask("How can I reverse a list in Python?") == "hit"
         assert ask("How do I reverse a list in JavaScript?") == "miss"
+
+
+def _recorded_calls() -> list[tuple[str, dict[str, Any]]]:
+    """The tool calls of the recorded OpenAI parallel-tools stream, folded the way the openai SDK does."""
+    from router.streaming import ChunkAccumulator
+    from router.types import chunk_decoder
+
+    acc = ChunkAccumulator()
+    raw = (Path(__file__).parent.parent / "data" / "transcripts" / "openai_parallel_tools.sse").read_text()
+    for line in raw.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            acc.feed(chunk_decoder.decode(line[6:]))
+    calls = acc.response().choices[0].message.tool_calls or []
+    return [(c.function.name or "", json.loads(c.function.arguments or "{}")) for c in calls]
+
+
+def test_recorded_parallel_tool_calls_through_both_doors(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A real OpenAI stream (two parallel calls, name and id only in each call's first chunk, arguments
+    split anywhere) comes out of the Messages and Responses doors as the same two calls."""
+    live, _ = serve(config(tmp_path, upstream, "openai"))
+    expected = _recorded_calls()
+    assert len(expected) == 2
+    tools: Any = [{"name": n, "input_schema": {"type": "object"}} for n, _ in expected]
+    upstream.script(Reply.transcript("openai_parallel_tools"))
+    claude = anthropic.Anthropic(base_url=live.url, api_key="x", max_retries=0)
+    with claude.messages.stream(model="gpt-4o", max_tokens=200, tools=tools,
+                                messages=[{"role": "user", "content": "Weather and stock?"}]) as stream:
+        final = stream.get_final_message()
+    assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == expected  # type: ignore[union-attr]
+    assert final.stop_reason == "tool_use"
+    upstream.script(Reply.transcript("openai_parallel_tools"))
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+    fn_tools: Any = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n, _ in expected]
+    with client.responses.stream(model="gpt-4o", input="Weather and stock?", tools=fn_tools) as rs:
+        done = rs.get_final_response()
+    assert [(o.name, json.loads(o.arguments)) for o in done.output if o.type == "function_call"] == expected
