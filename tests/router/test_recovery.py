@@ -338,7 +338,9 @@ async def test_outage_with_requests_in_flight(make_provider: Callable[..., Provi
     its circuit is open, and traffic returns to it within one cool-down of its recovery."""
     cooldown, outage = 0.3, 1.2
     breakers = Breakers(default=BreakerConfig(consecutive_failures=3, cooldown=cooldown))
-    dispatcher = Dispatcher({"a": make_provider("openai", "a"), "b": make_provider("openai", "b")}, breakers)
+    roomy = {"connect": 5.0, "read": 10.0, "total": 20.0, "ttft": 10.0, "stall": 10.0}  # not a timeout test
+    dispatcher = Dispatcher({"a": make_provider("openai", "a", timeouts=roomy),
+                             "b": make_provider("openai", "b", timeouts=roomy)}, breakers)
     upstream.script(*[Reply.error_status(503, "down")] * 10_000, model="model-a")
     served: list[tuple[float, str]] = []
     opened_at: list[float] = []
