@@ -109,3 +109,13 @@ def test_cut_stream_is_continued_and_both_attempts_are_billed(serve, upstream: F
                               "ORDER BY ts")[0]
     assert row["status"] == 200 and row["attempts"] == 3  # the first ok, its break, the continuation
     assert row["cost_usd"] > 0 and row["completion_tokens"] >= 60 and row["cost_estimated"] == 1
+
+
+def test_a_skipped_bad_event_is_counted_in_metrics(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, _ = serve(_cfg(tmp_path, upstream))
+    upstream.script(Reply(text=FULL, bad_events=(4,)))
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="sk-x", max_retries=0)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == FULL
+    metrics = httpx.get(live.url + "/metrics").text
+    assert 'thrifty_stream_bad_events_total{deployment="fake/gpt-4o-mini"} 1.0' in metrics
