@@ -151,3 +151,18 @@ def test_recorded_parallel_tool_calls_through_both_doors(serve, upstream: FakeUp
     with client.responses.stream(model="gpt-4o", input="Weather and stock?", tools=fn_tools) as rs:
         done = rs.get_final_response()
     assert [(o.name, json.loads(o.arguments)) for o in done.output if o.type == "function_call"] == expected
+
+
+def test_recorded_anthropic_tool_stream_through_responses(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A real Anthropic stream (text, then a tool_use whose input arrives as input_json_delta pieces, with
+    pings) behind the Responses door: one message item, then the function call."""
+    live, _ = serve(config(tmp_path, upstream, "anthropic"))
+    upstream.script(Reply.transcript("anthropic_tool_use"))
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    with client.responses.stream(model="claude-sonnet-4-5", input="Weather in Paris?", tools=tools) as rs:
+        done = rs.get_final_response()
+    assert [o.type for o in done.output] == ["message", "function_call"]
+    assert done.output_text.startswith("I'll check the current weather in Paris")
+    call = done.output[1]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"location": "Paris"}  # type: ignore[union-attr]
