@@ -4,20 +4,19 @@ Rows are keyed by a server-made id (``request_id``); the caller's ``x-request-id
 ``client_request_id`` and is never a key, so no caller can overwrite or merge rows. Rows are only ever
 INSERTed (``OR IGNORE``: a replayed journal line that already landed is skipped, never replaced).
 
-Requests hand a :class:`UsageRecord` to :meth:`Ledger.record`, which appends it to this process's
-journal (one ``os.write`` on an ``O_APPEND`` file: the page cache keeps it if the process is killed) and
-enqueues it; a writer thread batches rows into one transaction every ``flush_interval`` seconds, then
-drops the journal file that held them. On open, and every few seconds, a ledger replays the journals of
-processes that died (their ``.lock`` file is no longer flock-held). So a SIGKILL loses no completed row;
-a power loss can lose the rows of the last flush interval (the journal is not fsynced). Several workers
-may share the file: WAL mode plus a busy timeout serialise their writers, and readers never block.
+Requests hand a :class:`UsageRecord` to :meth:`Ledger.record`, which copies it into this process's
+memory-mapped journal (``engine._journal``: no system call; the page cache keeps it if the process is
+killed) and enqueues it; a writer thread batches rows into one transaction every ``flush_interval``
+seconds, then drops the journal segment that held them. On open, and every few seconds, a ledger replays
+the journals of processes that died (their ``.lock`` file is no longer flock-held). So a SIGKILL loses no
+completed row; a power loss can lose the rows of about the last flush interval (the journal is not
+fsynced). Several workers may share the file: WAL mode plus a busy timeout serialise their writers, and
+readers never block.
 Prompt and answer text are stored only when ``log_content`` is on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from engine import _journal
 
 log = logging.getLogger("thrifty.ledger")
 
@@ -163,87 +164,28 @@ _BATCH = 512  # rows per transaction
 _REPLAY_EVERY_S = 5.0  # how often a running writer looks for the journals of dead processes
 
 
-class _Journal:
-    """This process's append-only journal: ``<owner>.<generation>.jsonl`` beside a flock-held
-    ``<owner>.lock`` that tells other processes the owner is alive."""
-
-    def __init__(self, directory: Path, owner: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.dir, self.owner = directory, owner
-        self._lock_fd = os.open(directory / f"{owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self.gen = 0
-        self.fd = self._open()
-
-    def _path(self, gen: int) -> Path:
-        return self.dir / f"{self.owner}.{gen:012d}.jsonl"
-
-    def _open(self) -> int:
-        return os.open(self._path(self.gen), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-
-    def rotate(self) -> tuple[int, Path]:
-        """Start a new file; the old one's rows are now all in the writer's hands."""
-        old = (self.fd, self._path(self.gen))
-        self.gen += 1
-        self.fd = self._open()
-        return old
-
-    def close(self) -> None:
-        os.close(self.fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(self.gen))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.dir / f"{self.owner}.lock")
-        os.close(self._lock_fd)
-
-
 def replay_dead_journals(directory: Path, conn: sqlite3.Connection) -> int:
-    """Insert the rows of every journal whose owner is gone (idempotent); the number of lines read."""
-    if not directory.is_dir():
-        return 0
-    journals: dict[str, list[Path]] = {}
-    for p in directory.glob("*.jsonl"):
-        journals.setdefault(p.name.split(".", 1)[0], []).append(p)
-    owners = set(journals) | {p.stem for p in directory.glob("*.lock")}
-    replayed = 0
-    for owner in owners:
-        lock_path = directory / f"{owner}.lock"
+    """Insert the rows in the journals of every owner that is gone (idempotent); how many were read."""
+    total = 0
+    for owner, segments, fd in _journal.dead_owners(directory):
         try:
-            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)  # alive: its own writer will land its rows
-            continue
-        try:
-            replayed += _replay_files(sorted(journals.get(owner, [])), conn)
-            lock_path.unlink(missing_ok=True)
-        finally:
+            rows = []
+            for seg in segments:
+                for payload in _journal.read_records(seg):
+                    try:
+                        rows.append(_row(_journal_decoder.decode(payload)))
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        log.warning("ledger journal %s: skipped an unreadable record", seg.name)
+            for i in range(0, len(rows), _BATCH):
+                _write(conn, rows[i:i + _BATCH])
+        except BaseException:
             os.close(fd)
-    return replayed
-
-
-def _replay_files(paths: list[Path], conn: sqlite3.Connection) -> int:
-    rows = []
-    for p in paths:
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:  # another process replayed it first
-            continue
-        for line in data.splitlines():
-            try:
-                rows.append(_row(_journal_decoder.decode(line)))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.warning("ledger journal %s: skipped an unreadable line", p.name)
-    for i in range(0, len(rows), _BATCH):
-        _write(conn, rows[i:i + _BATCH])
-    for p in paths:
-        p.unlink(missing_ok=True)
-    if rows:
-        log.warning("ledger: replayed %d rows from the journal of a process that stopped", len(rows))
-    return len(rows)
+            raise
+        _journal.release(directory, owner, segments, fd)
+        if rows:
+            log.warning("ledger: replayed %d rows from the journal of a process that stopped", len(rows))
+        total += len(rows)
+    return total
 
 
 class Ledger:
@@ -258,7 +200,8 @@ class Ledger:
         self._journal_dir = self.path.parent / (self.path.name + ".journal")
         self._use_journal = journal
         self._owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._journal: _Journal | None = None
+        self._journal: _journal.Journal | None = None
+        self._full: list[_journal.Segment] = []  # segments filled between two flushes (rare)
         # A list the writer swaps out on a timer: appending wakes no thread, so the event loop never
         # hands the GIL to the writer in the middle of a request (one wake-up per row did: p99).
         self._queue: list[UsageRecord] = []
@@ -284,10 +227,12 @@ class Ledger:
             rec.answer = None
         if self._thread is None:
             self._start()
-        line = _journal_encoder.encode(rec) + b"\n" if self._journal is not None else b""
+        payload = _journal_encoder.encode(rec) if self._journal is not None else b""
         with self._mutex:
             if self._journal is not None:
-                os.write(self._journal.fd, line)
+                full = self._journal.append(payload)  # a memory copy into the mapped journal
+                if full is not None:
+                    self._full.append(full)
             self._queue.append(rec)
             n = len(self._queue)
         if n >= _BATCH:
@@ -312,8 +257,8 @@ class Ledger:
             self._wake.set()
             self._thread.join(timeout=30)
         self._closed = True
-        if self._journal is not None and not self._queue:
-            self._journal.close()  # every row landed: nothing to replay
+        if self._journal is not None:
+            self._journal.close(drop=not self._queue)  # every row landed: nothing to replay
         with self._read_lock:
             self._read.close()
 
@@ -322,7 +267,7 @@ class Ledger:
             if self._thread is not None:
                 return
             if self._use_journal:
-                self._journal = _Journal(self._journal_dir, self._owner)
+                self._journal = _journal.Journal(self._journal_dir, self._owner)
             self._thread = threading.Thread(target=self._writer, name="thrifty-ledger", daemon=True)
             self._thread.start()
 
@@ -347,11 +292,15 @@ class Ledger:
             conn.close()
 
     def _drain(self, conn: sqlite3.Connection) -> None:
-        """Write everything queued so far, drop the journal file that held it, release the waiters."""
+        """Write everything queued so far, drop the journal segments that held it, release the waiters."""
+        # The next segment is made here, off the lock the request path takes.
+        fresh = self._journal.next_segment() if self._queue and self._journal is not None else None
         with self._mutex:
             batch, self._queue = self._queue, []
             waiters, self._waiters = self._waiters, []
-            old = self._journal.rotate() if batch and self._journal is not None else None
+            done, self._full = self._full, []
+            if fresh is not None and self._journal is not None:
+                done.append(self._journal.swap(fresh))
         try:
             for i in range(0, len(batch), _BATCH):
                 _write(conn, [_row(r) for r in batch[i:i + _BATCH]])
@@ -360,10 +309,11 @@ class Ledger:
             # The rows stay in the journal file, which is kept: a later replay lands them.
             log.error("ledger: %d rows not written (%s); they stay in the journal", len(batch), exc)
             written = False
-        if old is not None:
-            os.close(old[0])
-            if written:
-                old[1].unlink(missing_ok=True)
+        for seg in done:
+            if not written:
+                seg.close()  # the file stays for a later replay
+            elif self._journal is not None:
+                self._journal.recycle(seg)
         for w in waiters:
             w.set()
 

@@ -195,8 +195,28 @@ def test_rows_of_a_killed_process_are_replayed_from_its_journal(tmp_path: Path) 
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
     ledger = Ledger(path)  # opening replays the journal of the dead process
     assert ledger.query("SELECT COUNT(*) AS n FROM requests") == [{"n": 50}]
-    assert not list((tmp_path / "l.db.journal").glob("*.jsonl"))
+    assert not list((tmp_path / "l.db.journal").glob("*.jrn"))
     ledger.close()
     again = Ledger(path)  # replay is idempotent: nothing left, nothing doubled
     assert again.query("SELECT COUNT(*) AS n FROM requests") == [{"n": 50}]
     again.close()
+
+
+def test_journal_segments_are_reused_and_a_cut_record_reads_as_the_end(tmp_path: Path) -> None:
+    from engine import _journal
+
+    journal = _journal.Journal(tmp_path, "7-owner")
+    first = journal.current
+    for i in range(3):
+        assert journal.append(b"row %d" % i) is None
+    assert _journal.read_records(first.path) == [b"row 0", b"row 1", b"row 2"]
+    drained = journal.swap(journal.next_segment())
+    journal.recycle(drained)  # its rows landed: emptied and kept as the spare
+    assert _journal.read_records(first.path) == []
+    assert journal.next_segment() is first
+    first.append(b"new")
+    assert _journal.read_records(first.path) == [b"new"]  # the older, longer records behind it are not read
+    # A kill between the payload copy and the length write leaves the end mark in place.
+    first.mm[first.pos + 4:first.pos + 9] = b"torn!"
+    assert _journal.read_records(first.path) == [b"new"]
+    journal.close(drop=True)
