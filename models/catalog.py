@@ -241,6 +241,7 @@ def load_overrides(raw: bytes | str | Mapping[str, Any], source: str) -> tuple[M
         validate_entry(entry, source)
     return parsed.models
 
+
 def embedding_models(raw: bytes | None = None, source: str = "models/catalog.json") -> tuple[EmbeddingEntry, ...]:
     """The catalog's embedding models (the shipped file unless ``raw`` is given), validated."""
     if raw is None:
