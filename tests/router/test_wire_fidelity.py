@@ -252,3 +252,31 @@ def test_an_echoed_answer_is_accepted_in_the_history_and_annotations_are_kept() 
         {"role": "user", "content": "Cite something."}, echoed, {"role": "user", "content": "More?"}]}).encode())
     assert request.messages[1].annotations == echoed["annotations"]
     assert to_anthropic_request(request, "claude")["messages"][1] == {"role": "assistant", "content": "See [1]."}
+
+
+def _fold_cortex(events: list[dict[str, Any]]) -> ChatResponse:
+    translator, acc = CortexStreamTranslator(), ChunkAccumulator()
+    chunks = [c for c in (translator.feed(e) for e in events) if c is not None] + translator.closing()
+    check_chunks(chunks)
+    for chunk in chunks:
+        acc.feed(chunk)
+    return acc.response()
+
+
+def test_cortex_tool_input_without_its_id_belongs_to_the_call_started_last() -> None:
+    recorded = Path(__file__).resolve().parents[1] / "data" / "transcripts" / "cortex_tool_use.sse"
+    events = [json.loads(line[5:]) for line in recorded.read_text().splitlines() if line.startswith("data:")]
+    assert any(e["choices"][0]["delta"].get("type") == "tool_use" and "tool_use_id" not in e["choices"][0]["delta"]
+               for e in events if e.get("choices"))  # the recording has the id-less shape this test is about
+    message = _fold_cortex(events).choices[0].message
+    assert message.tool_calls and message.tool_calls[0].id == "tooluse_FB_nOElDTAOKa-YnVWI5Uw"
+    assert json.loads(message.tool_calls[0].function.arguments) == {"symbol": "NVDA"}
+    # The older shape in Snowflake's REST reference: no delta.type, the call inside content_list.
+    older = [{"id": "c", "model": "m", "choices": [{"delta": {"content_list": [
+        {"tool_use_id": "t9", "name": "lookup", "input": ""}]}}]},
+             {"id": "c", "model": "m", "choices": [{"delta": {"content_list": [{"input": '{"q": '}]}}]},
+             {"id": "c", "model": "m", "choices": [{"delta": {"content_list": [{"input": '"tides"}'}]}}]}]
+    response = _fold_cortex(older)
+    call = (response.choices[0].message.tool_calls or [])[0]
+    assert (call.id, call.function.name, json.loads(call.function.arguments)) == ("t9", "lookup", {"q": "tides"})
+    assert response.choices[0].finish_reason == "tool_calls"
