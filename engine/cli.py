@@ -89,6 +89,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     from models.render import catalog_table
 
     catalog = build_catalog(_settings(args))
+    if args.provider is not None and args.provider not in catalog.providers:
+        print(f"thrifty models: no model is routed to provider {args.provider!r}; providers: "
+              f"{', '.join(catalog.providers)}", file=sys.stderr)
+        return 2
     console = Console()
     console.print(catalog_table(catalog, capability=args.capability, provider=args.provider,
                                 max_price=args.max_price, width=console.width))
@@ -217,7 +221,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     s = ledger.summary(since=since, tenant=args.tenant)
     console = Console()
     t = s["totals"]
-    console.print(f"requests {t['requests']}  spend ${t['spend_usd']:.4f}  saved ${t['saved_usd']:.4f}  "
+    console.print(f"requests {t['requests']}  spend ${t['spend_usd']:.6f}  saved ${t['saved_usd']:.6f}  "
                   f"hit rate {t['hit_rate']:.1%}  errors {t['errors'] or 0}")
     for dim in args.by:
         table = Table(title=f"spend by {dim}")

@@ -188,3 +188,11 @@ def test_route_is_readable_at_80_columns(upstream: FakeUpstream, tmp_path: Path,
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "fake/" in out and "…" not in out  # deployments whole, never cut
     assert "expected cost" in out  # the dropped models and why
+
+
+def test_models_unknown_provider_names_the_known_ones(upstream: FakeUpstream, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write_config(tmp_path, upstream)
+    assert main(["models", "--config", str(path), "--provider", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "'nosuch'" in err and "fake" in err and "openai" in err
