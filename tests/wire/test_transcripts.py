@@ -138,3 +138,25 @@ def test_recorded_streams_cut_at_arbitrary_bytes(provider: str, name: str, proxi
                         _ask(f"Whole: {name}.", thrifty={"namespace": "split-writes"}), "miss")
     assert joined_calls(split) == joined_calls(whole) and joined_text(split) == joined_text(whole)
     assert finish_of(split) == finish_of(whole)
+
+
+def _texts_by_choice(chunks: list[dict[str, Any]]) -> dict[int, tuple[str, str | None]]:
+    out: dict[int, tuple[str, str | None]] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            text, finish = out.get(choice["index"], ("", None))
+            out[choice["index"]] = (text + (choice["delta"].get("content") or ""), choice["finish_reason"] or finish)
+    return out
+
+
+def test_recorded_n3_stream_with_interleaved_choices(proxies: dict[str, Any], fake: FakeUpstream) -> None:
+    """``n=3`` as OpenAI streams it, the choices' deltas interleaved: each choice adds up on its own."""
+    live, _ = proxies["openai"]
+    recorded = recorded_openai("openai_n3_interleaved")
+    fake.script(Reply.transcript("openai_n3_interleaved"))
+    body = {"model": "gpt-4o-mini", "n": 3, "messages": [{"role": "user", "content": "Weather in SF as JSON, thrice."}]}
+    streamed = post_stream(live, "openai", "recorded openai_n3_interleaved", body, "bypass")  # n > 1: not cached
+    assert fake.requests[-1].body["n"] == 3
+    by_choice = _texts_by_choice(streamed)
+    assert by_choice == _texts_by_choice(recorded) and sorted(by_choice) == [0, 1, 2]
+    assert all(json.loads(text) and finish == "stop" for text, finish in by_choice.values())
