@@ -183,7 +183,8 @@ class Proxy:
             result = await self.engine.complete(req, tenant=tenant, key_name=key_name, options=options,
                                                 client_request_id=client_id)
         except Exception as exc:
-            access_note(request.scope, tenant=tenant, request_id=request_id)
+            meta = getattr(exc, "meta", None)  # the pipeline's account when it got that far (model, provider)
+            access_note(request.scope, tenant=tenant, meta=meta, request_id=None if meta is not None else request_id)
             response = error_response(exc, request_id, started)
             if client_id and request_id_of(client_id, self.limits.max_field_chars) == client_id:
                 response.headers["x-request-id"] = client_id

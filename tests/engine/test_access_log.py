@@ -14,7 +14,7 @@ import openai
 import pytest
 from engine_support import base_config
 
-from bench.fake_upstream import FakeUpstream
+from bench.fake_upstream import FakeUpstream, Reply
 from engine.access_log import Entry, format_json, format_text
 
 PROVIDER_KEY = "sk-provider-SECRET-0123456789"
@@ -123,3 +123,15 @@ def test_metrics_have_no_none_labels(serve, upstream: FakeUpstream, tmp_path: Pa
     assert 'thrifty_requests_total{cache="miss",model="gpt-4o-mini"' in text
     assert 'model="none",provider="none"' in text
     assert '"None"' not in text and '=""' not in text
+
+
+def test_a_failed_upstream_call_names_its_model_and_provider(serve, upstream: FakeUpstream, tmp_path: Path,
+                                                            lines: Lines) -> None:
+    live, _ = serve(base_config(tmp_path, upstream, server={"access_log": "json"}))
+    upstream.script(*[Reply.error_status(503, "overloaded")] * 4)
+    r = httpx.post(live.url + "/v1/chat/completions",
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "q"}]})
+    assert r.status_code == 502
+    (line,) = [json.loads(x) for x in lines.wait(1)]
+    assert line["status"] == 502 and line["model"] == "gpt-4o-mini" and line["provider"] == "fake"
+    assert line["request_id"] == r.headers["x-thrifty-request-id"]
