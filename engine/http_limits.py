@@ -92,6 +92,11 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still being written: the client waits on us, not we on
+            # it. The clock restarts; the answer in flight is never cut by a 408 written across it.
+            self._arm(self.limits.header_timeout_s, self._head_timed_out)
+            return
         if self._head_bytes == 0:
             self.transport.close()  # never sent a byte of a request: nothing to answer
             return
@@ -101,6 +106,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _body_timed_out(self) -> None:
         self._timer = None
         if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # uvicorn stopped reading (a queued pipelined request, a full buffer)
+            self._arm(self.limits.body_timeout_s, self._body_timed_out)
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:

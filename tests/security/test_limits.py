@@ -4,6 +4,7 @@ redaction, and the honesty of the ``x-thrifty-*`` headers (issue 11, findings 6,
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 from typing import Any
@@ -242,3 +243,25 @@ def test_error_responses_carry_the_pipelines_headers(gateway: Any, upstream: Any
     r = httpx.post(f"{gw.url}/v1/chat/completions", json=chat_body(), timeout=15)
     assert_openai_error(r, 401)
     assert all(h in r.headers for h in HEADERS) and r.headers["x-thrifty-cache"] == "bypass"
+
+
+def test_a_slow_answer_is_never_cut_by_a_pipelined_partial_head(gateway: Any, upstream: Any) -> None:
+    """The head deadline counts the client's silence, not ours: a partial second head pipelined behind a
+    slow answer does not cut that answer; once it is written whole, the stalled connection is closed."""
+    gw = gateway(**FAST)
+    upstream.script(Reply(delay=1.5))  # three head deadlines long
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "slow one"}]}'
+    s = gw.connect()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+              b"authorization: " + auth()["authorization"].encode() + b"\r\n"
+              b"content-length: %d\r\n\r\n" % len(body) + body + b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+    raw = b""
+    while chunk := s.recv(65536):  # ends only when the server closes (the socket's timeout is 10 s)
+        raw += chunk
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert _status(raw) == 200, raw[:400]
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    answer, after = rest[:length], rest[length:]
+    assert json.loads(answer)["object"] == "chat.completion"
+    # Then either the idle close or the head deadline comes first: a clean close, or a 408 and a close.
+    assert after == b"" or _status(after) == 408, after[:200]
