@@ -79,7 +79,7 @@ FIELDS = ["model", "messages", "stream", "temperature", "top_p", "n", "max_token
           "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "stream_options", "thrifty",
           "parallel_tool_calls", "audio", "prediction", "unknown_field"]
 CONTROLS = ["cache_mode", "namespace", "ttl", "threshold", "task", "policy", "quality_target", "max_cost_usd",
-            "bogus"]
+            "ttft_s", "stall_s", "deadline_s", "bogus"]
 
 # Plausible values, so that most requests pass validation and go on into cache, router and dispatch.
 _num = st.floats(min_value=0, max_value=2).map(json.dumps)
@@ -152,7 +152,7 @@ header_value = st.one_of(
 )
 HEADER_NAMES = ["x-thrifty-cache-mode", "x-thrifty-namespace", "x-thrifty-ttl", "x-thrifty-threshold",
                 "x-thrifty-task", "x-thrifty-policy", "x-thrifty-quality-target", "x-thrifty-max-cost-usd",
-                "x-request-id", "cache-control", "content-type", "authorization", "api-key", "x-unknown"]
+                "x-thrifty-ttft-s", "x-thrifty-stall-s", "x-thrifty-deadline-s", "x-request-id", "cache-control", "content-type", "authorization", "api-key", "x-unknown"]
 headers = st.dictionaries(st.sampled_from(HEADER_NAMES), header_value, max_size=6)
 
 

@@ -147,6 +147,7 @@ def test_json_nested_1000_deep_is_400(gateway: Any, where: str) -> None:
     ("x-thrifty-max-cost-usd", "nan"), ("x-thrifty-max-cost-usd", "inf"), ("x-thrifty-max-cost-usd", "-1"),
     ("x-thrifty-ttl", "nan"), ("x-thrifty-ttl", "inf"), ("x-thrifty-ttl", "1e300"), ("x-thrifty-ttl", "-5"),
     ("x-thrifty-threshold", "nan"), ("x-thrifty-quality-target", "nan"), ("x-thrifty-quality-target", "-inf"),
+    ("x-thrifty-ttft-s", "nan"), ("x-thrifty-stall-s", "inf"), ("x-thrifty-deadline-s", "-1"),
 ])
 def test_non_finite_or_out_of_range_controls_are_400(gateway: Any, header: str, value: str) -> None:
     gw = gateway()
