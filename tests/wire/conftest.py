@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from client_matrix import MATRIX
-from wire_support import CONFORMANCE, PROVIDERS, proxy
+from wire_references import CONFORMANCE
+from wire_support import PROVIDERS, proxy
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from wire_references import CONFORMANCE
 from wire_support import (
-    CONFORMANCE,
     PROVIDERS,
     finish_of,
     joined_calls,

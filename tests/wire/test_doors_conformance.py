@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from wire_support import CONFORMANCE, sse_data
+from wire_references import CONFORMANCE
+from wire_support import sse_data
 
 from bench.fake_upstream import FakeUpstream, Reply
 from router.types import FunctionCall, ToolCall

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from openai.types.chat import ChatCompletionChunk
-from wire_support import DATA, schema_errors, sse_data
+from wire_references import DATA, schema_errors
+from wire_support import sse_data
 
 RECORDED = ["openai_text", "openai_tool_call", "openai_parallel_tools"]
 BODY: dict[str, Any] = {

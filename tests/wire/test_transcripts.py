@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from wire_support import CONFORMANCE, DATA, finish_of, joined_calls, joined_text, post_stream, sse_data
+from wire_references import CONFORMANCE, DATA
+from wire_support import finish_of, joined_calls, joined_text, post_stream, sse_data
 
 from bench.fake_upstream import FakeUpstream, Reply
 
