@@ -201,7 +201,7 @@ def _cache_stats(args: argparse.Namespace, cache: Any) -> str:
         "entries": stored.entries, "bytes": stored.bytes, "partitions": stored.partitions,
         "requests": {k: served.get(k, 0) for k in ("exact", "hit", "miss", "bypass")},
         "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
-        "saved_usd": round(sum(row["saved_usd"] for row in s["by_cache"]), 8),
+        "saved_usd": round(float(sum(row["saved_usd"] for row in s["by_cache"])), 8),
     }
     return msgspec.json.format(msgspec.json.encode(out), indent=2).decode()
 
