@@ -178,6 +178,12 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    # Deprecated function calling: known so that the 400 can say what to use instead (router.providers.fields).
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
     thrifty: ThriftyOptions | None = None
 
 

@@ -33,11 +33,15 @@ def _r(how: How, note: str = "", *noop: Any) -> Rule:
 
 
 _THRIFTY = _r("thrifty", "thrifty's own controls; never sent upstream")
+# Answers to these would carry ``message.function_call``, which thrifty's answers do not: refused everywhere.
+_LEGACY = _r("rejected", "deprecated: use `tools` / `tool_choice`")
 
 OPENAI: dict[str, Rule] = {name: _r("passed") for name in ChatRequest.__struct_fields__} | {
     "model": _r("translated", "the routed deployment's model id"),
     "stream_options": _r("translated", "`include_usage` always asked upstream; the usage chunk "
                                        "reaches the client only if it asked"),
+    "functions": _LEGACY,
+    "function_call": _LEGACY,
     "thrifty": _THRIFTY,
 }
 
@@ -62,8 +66,9 @@ ANTHROPIC: dict[str, Rule] = {
     "parallel_tool_calls": _r("translated", "`disable_parallel_tool_use`"),
     "response_format": _r("emulated", "JSON through a forced tool whose input schema is the format's; "
                                       "rejected together with `tools`", None),
-    "reasoning_effort": _r("translated", "`thinking.budget_tokens` (low 1024, medium 4096, high 16384; "
-                                         "minimal: off); rejected where thinking cannot run"),
+    "reasoning_effort": _r("translated", "`thinking.budget_tokens` (low 1024, medium 4096, high 16384, "
+                                         "xhigh 24576, max 28672; none/minimal: off); rejected where thinking "
+                                         "cannot run"),
     "modalities": _r("rejected", "", ["text"]),
     "audio": _REJECT,
     "prediction": _REJECT,
@@ -77,6 +82,11 @@ ANTHROPIC: dict[str, Rule] = {
     "user": _r("translated", "`metadata.user_id`"),
     "safety_identifier": _r("translated", "`metadata.user_id` (wins over `user`)"),
     "prompt_cache_key": _REJECT,
+    "prompt_cache_retention": _REJECT,
+    "prompt_cache_options": _REJECT,
+    "moderation": _REJECT,
+    "functions": _LEGACY,
+    "function_call": _LEGACY,
     "thrifty": _THRIFTY,
 }
 
@@ -102,6 +112,8 @@ CORTEX: dict[str, Rule] = {name: _REJECT for name in ChatRequest.__struct_fields
     "stream_options": _r("emulated", "usage chunk from Cortex's usage"),
     "store": _r("rejected", "", False),
     "metadata": _r("rejected", "", {}),
+    "functions": _LEGACY,
+    "function_call": _LEGACY,
     "thrifty": _THRIFTY,
 }
 
@@ -118,6 +130,8 @@ SIMULATED: dict[str, Rule] = {name: _NO_EFFECT for name in ChatRequest.__struct_
     "response_format": _r("emulated", "JSON that validates against the schema"),
     "stream": _r("emulated", "OpenAI-shaped chunks, tool calls in pieces"),
     "stream_options": _r("emulated", "usage chunk only when asked"),
+    "functions": _LEGACY,
+    "function_call": _LEGACY,
     "thrifty": _THRIFTY,
 }
 

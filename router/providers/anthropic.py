@@ -40,7 +40,7 @@ def _thinking_conflict(request: ChatRequest) -> str:
     effort = request.reasoning_effort
     cap = request.max_completion_tokens or request.max_tokens
     if effort not in THINKING_BUDGET and effort not in ("minimal", "none"):
-        return f"unknown effort {effort!r}; one of none, minimal, low, medium, high"
+        return f"unknown effort {effort!r}; one of none, minimal, {', '.join(THINKING_BUDGET)}"
     if effort not in THINKING_BUDGET:
         return ""
     if cap is not None and cap <= MIN_THINKING_BUDGET:

@@ -121,7 +121,7 @@ def _tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> 
 
 
 # reasoning_effort -> extended thinking's token budget; "minimal" and "none" leave thinking off.
-THINKING_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}
+THINKING_BUDGET = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 24576, "max": 28672}
 MIN_THINKING_BUDGET = 1024  # Anthropic's floor
 
 

@@ -10,6 +10,7 @@ import msgspec
 
 from models.schema import Route
 from router.deadline import Deadline
+from router.providers._fields import FieldGate
 from router.providers.base import BadEvents, HTTPProvider, error_message, error_meta
 from router.providers.config import ProviderConfig, auth_headers, base_url_of, read_api_key
 from router.providers.embeddings import Embedded, embed_http
@@ -29,7 +30,7 @@ def _decode_response(body: bytes) -> ChatResponse:
 
 class OpenAIProvider(HTTPProvider):
     kind: ClassVar[str] = "openai"
-    __slots__ = ("_embed_url", "_extra")
+    __slots__ = ("_embed_url", "_extra", "_gate")
     decode_response = staticmethod(_decode_response)
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -41,6 +42,7 @@ class OpenAIProvider(HTTPProvider):
             secrets=(key,) if key else (),
         )
         self._extra = dict(config.extra_body)
+        self._gate = FieldGate(self.kind)  # OpenAI format refuses only deprecated function calling
         self._embed_url = httpx.URL(base_url_of(config) + "/embeddings")  # parsed once, like the chat URL
 
     async def embed(self, inputs: list[str], model: str, dimensions: int | None, deadline: Deadline, *,
@@ -49,6 +51,7 @@ class OpenAIProvider(HTTPProvider):
         return await embed_http(self, self._embed_url, inputs, model, dimensions, deadline, user)
 
     def encode(self, request: ChatRequest, route: Route) -> bytes:
+        self._gate.check(request, self.name)
         stream_options = request.stream_options
         if request.stream:
             # Ask for usage in the final chunk: without it a stream's cost would be a guess.

@@ -28,7 +28,7 @@ from models.tokens import estimate_messages, estimate_tokens
 from router.chunks import response_chunks
 from router.deadline import Deadline
 from router.errors import UpstreamTimeout
-from router.providers._fields import unsupported
+from router.providers._fields import FieldGate, unsupported
 from router.providers.base import ChunkStream
 from router.providers.config import ProviderConfig
 from router.providers.embeddings import Embedded, labelled_vector
@@ -63,11 +63,12 @@ _SENTENCES = (
 
 class SimulatedProvider:
     kind: ClassVar[str] = "simulated"
-    __slots__ = ("config", "name")
+    __slots__ = ("_gate", "config", "name")
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
+        self._gate = FieldGate(self.kind)
 
     def __repr__(self) -> str:
         return f"SimulatedProvider(name={self.name!r})"
@@ -83,6 +84,7 @@ class SimulatedProvider:
                         prompt_tokens=sum(estimate_tokens(t) for t in inputs), model=f"simulated/{model}")
 
     async def send(self, request: ChatRequest, route: Route, deadline: Deadline) -> ChatResponse | ChunkStream:
+        self._gate.check(request, self.name)
         response, rng = self._respond(request, route)
         if request.stream:
             return ChunkStream(self._chunks(response, rng, deadline))

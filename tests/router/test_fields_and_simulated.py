@@ -8,7 +8,7 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import jsonschema
 import pytest
@@ -72,6 +72,13 @@ def test_every_request_field_has_a_rule_in_every_table() -> None:
     assert {r.how for r in TABLES["anthropic"].values()} >= {"passed", "translated", "emulated", "rejected"}
 
 
+def test_every_parameter_of_the_openai_sdk_is_a_request_field() -> None:
+    # The SDK's own list of Chat Completions parameters: a new one shows up here before a client sends it.
+    from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+
+    assert set(get_type_hints(CompletionCreateParamsBase)) <= set(ChatRequest.__struct_fields__)
+
+
 def test_readme_table_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -> None:
     text = README.read_text()
     found = re.search(r"<!-- fields-table:begin -->\n(.*?)<!-- fields-table:end -->", text, re.S)
@@ -88,6 +95,8 @@ def test_readme_table_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -
     ("anthropic", {"prompt_cache_key": "k"}, "prompt_cache_key"),
     ("cortex", {"stop": ["\n"]}, "stop"),
     ("cortex", {"user": "u1"}, "user"),
+    ("openai", {"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+    ("simulated", {"function_call": "auto"}, "function_call"),
 ])
 def test_the_gate_rejects_a_field_by_name(kind: str, body: dict[str, Any], field: str) -> None:
     with pytest.raises(BadRequest) as caught:
