@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,8 @@ def test_serving_on_is_printed_once_serving(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--config", str(cfg), "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(180, first.kill)  # a server that hangs before serving fails the test, not CI
+    watchdog.start()
     try:
         assert first.stderr is not None
         seen: list[str] = []
@@ -175,6 +178,7 @@ def test_serving_on_is_printed_once_serving(tmp_path: Path) -> None:
         second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # port taken
         assert second.returncode != 0 and "serving on" not in second.stderr
     finally:
+        watchdog.cancel()
         first.send_signal(signal.SIGINT)
         first.wait(timeout=30)
 
