@@ -145,7 +145,8 @@ class AccessLog:
         self._thread.start()
 
     def put(self, raw: tuple[Any, ...]) -> None:
-        self._q.put(raw)
+        if self._thread is not None:  # not started (an app run without its lifespan): nothing would drain it
+            self._q.put(raw)
 
     def _run(self) -> None:
         while True:

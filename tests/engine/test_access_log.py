@@ -135,3 +135,16 @@ def test_a_failed_upstream_call_names_its_model_and_provider(serve, upstream: Fa
     (line,) = [json.loads(x) for x in lines.wait(1)]
     assert line["status"] == 502 and line["model"] == "gpt-4o-mini" and line["provider"] == "fake"
     assert line["request_id"] == r.headers["x-thrifty-request-id"]
+
+
+def test_a_log_that_was_never_started_holds_nothing(lines: Lines) -> None:
+    from engine.access_log import AccessLog, Notes
+
+    log = AccessLog("text")  # an app served without its lifespan: no writer thread to drain a queue
+    for _ in range(100):
+        log.put((time.time(), "GET", "/healthz", 200, 1000, Notes()))
+    assert log._q.empty()
+    log.start()
+    log.put((time.time(), "GET", "/healthz", 200, 1000, Notes()))
+    log.close()  # drains what was queued
+    assert len(lines.lines) == 1 and " GET /healthz 200 " in lines.lines[0]
