@@ -5,8 +5,11 @@ Wire format (Snowflake's Cortex REST API reference): request ``model``, ``messag
 ``top_p``, ``max_tokens``, ``tools`` as ``{"tool_spec": {"type": "generic", "name", "description",
 "input_schema"}}``, ``tool_choice``, ``response_format`` ``{"type": "json", "schema"}`` and ``stream``
 (on by default). The answer is an SSE stream of OpenAI-like chunks ``choices[].delta`` carrying
-``content`` (and ``text``) or, for tool calls, ``type: "tool_use"`` with ``tool_use_id``, ``name`` and an
-``input`` JSON fragment; ``usage`` rides along. There is no ``[DONE]``: the body just ends.
+``content`` (and ``text``) or, for tool calls, ``type: "tool_use"`` with ``tool_use_id`` and ``name`` in
+a call's first delta and ``input`` JSON fragments after it (an older shape puts these in ``content_list``
+without ``type``); ``usage`` rides along. There is no ``[DONE]``: the body just ends.
+
+The fake upstream renders Cortex streams from recordings (``bench/fake_wire.py``), not from this module.
 """
 
 from __future__ import annotations
@@ -212,20 +215,3 @@ class CortexStreamTranslator:
         if self.usage is not None:
             out.append(ChatChunk(id=self.id, model=self.model, created=self.created, choices=[], usage=self.usage))
         return out
-
-
-def to_cortex_chunks(chunk_id: str, model: str, pieces: list[str], calls: list[ToolCall],
-                     usage: Usage | None) -> list[dict[str, Any]]:
-    """A full answer as Cortex SSE chunks (the fake upstream's renderer); usage on the last chunk."""
-    out: list[dict[str, Any]] = [
-        {"id": chunk_id, "model": model, "choices": [{"delta": {"type": "text", "content": p, "text": p,
-                                                              "content_list": [{"type": "text", "text": p}]}}]}
-        for p in pieces
-    ]
-    for c in calls:
-        out.append({"id": chunk_id, "model": model, "choices": [{"delta": {
-            "type": "tool_use", "tool_use_id": c.id, "name": c.function.name, "input": c.function.arguments}}]})
-    if usage is not None and out:
-        out[-1]["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                            "total_tokens": usage.total_tokens}
-    return out
