@@ -55,6 +55,9 @@ PARTITION_FIELDS: tuple[str, ...] = (
     "prediction",
     "web_search_options",
     "verbosity",
+    "moderation",  # the provider's moderation settings can change (or withhold) the answer
+    "functions",  # deprecated tools: refused today, but an answer to them would depend on them
+    "function_call",
 )
 
 IGNORED_FIELDS: tuple[tuple[str, str], ...] = (
@@ -65,6 +68,8 @@ IGNORED_FIELDS: tuple[tuple[str, str], ...] = (
     ("user", "end-user id for abuse tracking; tenancy comes from the caller's key, not the body"),
     ("safety_identifier", "end-user id for abuse tracking; does not change the answer"),
     ("prompt_cache_key", "provider prompt-cache routing hint; does not change the answer"),
+    ("prompt_cache_retention", "how long the provider keeps its prompt cache; does not change the answer"),
+    ("prompt_cache_options", "provider prompt-cache settings; do not change the answer"),
     ("service_tier", "latency/price tier; the same model answers"),
     ("thrifty", "thrifty's own controls; thrifty.namespace is passed to scope() as `namespace`"),
 )

@@ -215,6 +215,8 @@ class BudgetTracker:
         self._lock = threading.Lock()
 
     def subjects(self, tenant: str, key_name: str | None) -> list[str]:
+        if not self._budgets:
+            return []  # the hot path without budgets: nothing to format or look up
         out = [f"tenant:{tenant}"]
         if key_name:
             out.append(f"key:{key_name}")

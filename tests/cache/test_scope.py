@@ -54,6 +54,9 @@ KEYED_CHANGES = {
     "prediction": {"type": "content", "content": "x"},
     "web_search_options": {},
     "verbosity": "low",
+    "moderation": {"model": "omni-moderation-latest"},
+    "functions": [{"name": "f", "parameters": {}}],
+    "function_call": "none",
 }
 IGNORED_CHANGES = {
     "stream": True,
@@ -63,6 +66,8 @@ IGNORED_CHANGES = {
     "user": "u1",
     "safety_identifier": "s",
     "prompt_cache_key": "p",
+    "prompt_cache_retention": "24h",
+    "prompt_cache_options": {"ttl": "1h"},
     "service_tier": "flex",
     "thrifty": {"cache_mode": "read-only", "ttl": 5},
 }
