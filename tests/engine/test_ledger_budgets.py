@@ -220,3 +220,27 @@ def test_journal_segments_are_reused_and_a_cut_record_reads_as_the_end(tmp_path:
     first.mm[first.pos + 4:first.pos + 9] = b"torn!"
     assert _journal.read_records(first.path) == [b"new"]
     journal.close(drop=True)
+
+
+def test_spend_survives_a_restart_and_a_new_counters_file_is_seeded_once(tmp_path: Path) -> None:
+    budgets = {"tenant:acme": BudgetConfig(daily_usd=Limit(hard=1.0), on_hard="reject")}
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    seeded = []
+
+    def seed() -> list[tuple[str, str, str, float]]:
+        seeded.append(1)
+        return [("tenant:acme", "daily", day, 0.75)]  # what an older ledger already holds
+
+    def tracker() -> BudgetTracker:
+        return BudgetTracker(budgets, store_factory=lambda: LocalBudgetStore(
+            tmp_path / "b.sqlite3", owner=f"{os.getpid()}-x", ttl_s=60, seed=seed))
+
+    first = tracker()
+    _, r = asyncio.run(first.reserve("acme", None, 0.1))
+    first.settle(r, 0.25)
+    first.close()  # a restart
+    second = tracker()
+    verdict, r = asyncio.run(second.reserve("acme", None, 0.1))
+    assert verdict.action == "reject" and r is None  # 0.75 seeded + 0.25 settled: the limit holds
+    assert seeded == [1]  # seeded when the file was new, never again
+    second.close()
