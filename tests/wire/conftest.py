@@ -4,23 +4,33 @@ and a summary of what was validated printed at the end of the run."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from client_matrix import MATRIX
 from wire_references import CONFORMANCE
-from wire_support import PROVIDERS, proxy
+from wire_support import proxy
+
+
+class _Proxies(dict[str, Any]):
+    """{provider kind: (live server, engine)}, each proxy started on first use and kept for the module."""
+
+    def __init__(self, stack: ExitStack, upstream: Any, root: Path, encoder: Any) -> None:
+        super().__init__()
+        self._start = lambda kind: stack.enter_context(proxy(kind, upstream, root / kind, encoder))
+
+    def __missing__(self, kind: str) -> Any:
+        self[kind] = self._start(kind)
+        return self[kind]
 
 
 @pytest.fixture(scope="module")
 def proxies(_fake_upstream: Any, minilm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """{provider kind: (live server, engine)} for the four wire formats, started once per module."""
-    from contextlib import ExitStack
-
-    root: Path = tmp_path_factory.mktemp("wire")
+    """A live proxy per provider wire format (see PROVIDERS), the session's fake upstream behind it."""
     with ExitStack() as stack:
-        yield {kind: stack.enter_context(proxy(kind, _fake_upstream, root / kind, minilm)) for kind in PROVIDERS}
+        yield _Proxies(stack, _fake_upstream, tmp_path_factory.mktemp("wire"), minilm)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from wire_support import (
     joined_text,
     post_json,
     post_stream,
+    settle,
     sse_data,
 )
 
@@ -37,9 +38,10 @@ def _ask(text: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_text_on_every_path(provider: str, proxies: dict[str, Any], fake: FakeUpstream) -> None:
-    live, _ = proxies[provider]
+    live, engine = proxies[provider]
     q, paraphrase = "How do I reverse a list in Python?", "How can I reverse a list in Python?"
     miss = post_json(live, provider, "miss", _ask(q), "miss")
+    settle(engine)
     message = miss["choices"][0]["message"]
     assert message["role"] == "assistant" and message["content"]
     if provider != "simulated":
@@ -50,6 +52,7 @@ def test_text_on_every_path(provider: str, proxies: dict[str, Any], fake: FakeUp
 
     s, s_paraphrase = "Write one sentence about the sea.", "Write a single sentence about the sea."
     streamed = post_stream(live, provider, "stream miss", _ask(s, stream_options={"include_usage": True}), "miss")
+    settle(engine)
     text = joined_text(streamed)
     assert text and finish_of(streamed) == "stop"
     assert streamed[0]["choices"][0]["delta"].get("role") == "assistant"

@@ -8,6 +8,7 @@ answers are validated and counted on the way, and the proxies themselves.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -92,6 +93,12 @@ def joined_calls(chunks: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
 def finish_of(chunks: list[dict[str, Any]]) -> str | None:
     return next((c["choices"][0]["finish_reason"] for c in reversed(chunks)
                  if c["choices"] and c["choices"][0]["finish_reason"]), None)
+
+
+def settle(engine: Engine) -> None:
+    """Wait for the cache writes queued so far: a miss's answer is stored off the request path, and only
+    the exact lookup sees a write still in flight; a semantic hit needs it to have landed."""
+    asyncio.run(engine.flush())
 
 
 def _live_server_class() -> Any:
