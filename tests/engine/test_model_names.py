@@ -97,3 +97,18 @@ def test_portkey_vendor_key_variable_must_be_set(upstream: FakeUpstream, tmp_pat
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with pytest.raises(ConfigError, match="NOPE_KEY"):
         Engine.from_config(_portkey(tmp_path, upstream, vendor_keys={"openai": "NOPE_KEY"}))
+
+
+def test_portkey_vendor_key_never_leaves_in_an_error(serve, upstream: FakeUpstream, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.fake_upstream import Reply
+
+    monkeypatch.setenv("PK_KEY", "pk-portkey-secret")
+    monkeypatch.setenv("OA_KEY", "sk-openai-secret-777")
+    live, _ = serve(_portkey(tmp_path, upstream, vendor_keys={"openai": "OA_KEY"}))
+    # An upstream that echoes the key it was given (some do, in 401 messages).
+    upstream.script(*[Reply.error_status(401, "invalid api key sk-openai-secret-777")] * 4)
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert "sk-openai-secret-777" not in err.value.response.text and "invalid api key" in err.value.response.text
