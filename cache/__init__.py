@@ -85,9 +85,9 @@ __all__ = [
     "default_policy",
     "export_jsonl",
     "import_jsonl",
+    "namespace_problem",
     "reads",
     "scope",
     "space",
-    "namespace_problem",
     "writes",
 ]
