@@ -41,3 +41,22 @@ def upstream(_fake_upstream):  # type: ignore[no-untyped-def]
     """The fake upstream with its scripts and recorded requests cleared."""
     _fake_upstream.reset()
     return _fake_upstream
+
+
+@pytest.fixture
+def serve(minilm):  # type: ignore[no-untyped-def]
+    """``serve(config_dict)`` -> (live proxy on 127.0.0.1, its engine); every one stopped at teardown."""
+    from live_server import LiveServer
+
+    from engine import Engine
+
+    started: list[LiveServer] = []
+
+    def start(config: dict[str, object]) -> tuple[LiveServer, Engine]:
+        live = LiveServer.of(Engine.from_config(config, encoder=minilm))
+        started.append(live)
+        return live, live.engine  # type: ignore[return-value]
+
+    yield start
+    for live in started:
+        live.stop()

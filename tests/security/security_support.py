@@ -7,13 +7,10 @@ cheap. ``LiveGateway`` runs uvicorn with ``engine.http_limits:GuardedHttpTools``
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
+from live_server import LiveServer
 
 from engine import Engine
 from engine.server import create_app
@@ -23,39 +20,12 @@ KEYS = {"acme": "sk-acme-virtual-key", "globex": "sk-globex-virtual-key"}
 PROVIDER_KEY = "sk-provider-SECRET-0123456789abcdefghijklmnop"
 
 
-class LiveGateway:
-    """uvicorn serving a thrifty app on a loopback socket, in a thread, with the guarded protocol."""
+class LiveGateway(LiveServer):
+    """The proxy of ``engine``, served as ``thrifty serve`` serves it (see tests/live_server.py)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(create_app(engine), log_level="warning", lifespan="on", access_log=False,
-                                http="engine.http_limits:GuardedHttpTools")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def connect(self, timeout: float = 10.0) -> socket.socket:
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        s.settimeout(timeout)
-        return s
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
+        super().__init__(create_app(engine), engine=engine)
+        self.engine: Engine = engine
 
 
 def gateway_config(data_dir: Path, upstream_url: str, **overrides: Any) -> dict[str, Any]:

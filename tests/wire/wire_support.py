@@ -3,13 +3,12 @@ answers are validated and counted on the way, and the proxies themselves.
 
 - ``post_json`` / ``post_stream``: one chat request, its body or every chunk checked by CONFORMANCE.
 - ``sse_data``: the ``data:`` payloads of an SSE body, as a client's parser sees them.
-- ``proxy``: a live uvicorn proxy (tests/engine/conftest.py's ``LiveServer``) for one provider config.
+- ``proxy``: a live uvicorn proxy (tests/live_server.py's ``LiveServer``) for one provider config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from live_server import LiveServer
 from wire_references import CONFORMANCE
 
 from bench.fake_upstream import FakeUpstream
 from engine import Engine
-from engine.server import create_app
 
 
 def sse_data(text: str) -> list[str]:
@@ -101,17 +100,6 @@ def settle(engine: Engine) -> None:
     asyncio.run(engine.flush())
 
 
-def _live_server_class() -> Any:
-    """tests/engine/conftest.py's LiveServer: loaded by path, because a bare ``import conftest`` resolves to
-    whichever folder's conftest came first."""
-    path = Path(__file__).resolve().parents[1] / "engine" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_engine_conftest_for_wire", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.LiveServer
-
-
 PROVIDERS = ("openai", "anthropic", "cortex", "simulated")
 
 
@@ -133,7 +121,7 @@ def proxy(kind: str, upstream: FakeUpstream, data_dir: Path, encoder: Any) -> It
     config = {"data_dir": str(data_dir), "providers": [provider_config(kind, upstream)],
               "routes": {kind: ["*"]}, "dispatch": {"deadline_s": 10}}
     engine = Engine.from_config(config, encoder=encoder)
-    live = _live_server_class()(create_app(engine))
+    live = LiveServer.of(engine)
     try:
         yield live, engine
     finally:
