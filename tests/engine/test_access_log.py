@@ -143,7 +143,7 @@ def test_a_log_that_was_never_started_holds_nothing(lines: Lines) -> None:
     log = AccessLog("text")  # an app served without its lifespan: no writer thread to drain a queue
     for _ in range(100):
         log.put((time.time(), "GET", "/healthz", 200, 1000, Notes()))
-    assert log._q.empty()
+    assert not log._q
     log.start()
     log.put((time.time(), "GET", "/healthz", 200, 1000, Notes()))
     log.close()  # drains what was queued
