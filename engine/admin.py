@@ -8,11 +8,15 @@
     POST   /admin/cache/purge            {"namespace": "..."} -> {"purged": n}
     DELETE /admin/cache/entries/{id}     delete one entry
     GET    /admin/cache/export           the cache as JSONL
+    GET    /admin/usage/export           the ledger as a file (?since=&until=&format=parquet|csv|jsonl), streamed
+    GET    /admin/requests               ledger rows, newest first (?tenant=&key=&model=&provider=&cache=
+                                         &status=&since=&until=&limit=&cursor=) -> {"data", "next_cursor"}
     POST   /admin/cache/import           JSONL body -> {"imported": n}
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import io
 import math
@@ -22,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from cache import export_jsonl, import_jsonl, namespace_problem, space
 from cache.errors import CacheInputError, EncoderMismatchError
+from engine._request_log import page as request_page
 from engine.errors import AuthError, ConflictError, ForbiddenError, RequestError
+from engine.export import MEDIA_TYPES, export, parse_time
 from engine.limits import check_depth
 from router.types import ChatResponse
 
@@ -153,6 +159,23 @@ class Admin:
         export_jsonl(self.engine.cache, buf)
         return Response(buf.getvalue(), media_type="application/x-ndjson")
 
+    async def usage_export(self, request: Request) -> Response:
+        q = request.query_params
+        for name in q:
+            if name not in ("since", "until", "format"):
+                raise RequestError(f"unknown parameter {name[:40]!r}; known: format, since, until", param=name)
+        since = parse_time(q["since"], param="since") if q.get("since") else None
+        until = parse_time(q["until"], param="until") if q.get("until") else None
+        fmt = q.get("format", "parquet")
+        await self.engine.flush()
+        body = export(self.engine.ledger.path, since=since, until=until, fmt=fmt)
+        return StreamingResponse(body, media_type=MEDIA_TYPES[fmt],
+                                 headers={"content-disposition": f'attachment; filename="usage.{fmt}"'})
+
+    async def requests(self, request: Request) -> Response:
+        await self.engine.flush()
+        return _ok(await asyncio.to_thread(request_page, self.engine.ledger, request.query_params))
+
     async def import_(self, request: Request) -> Response:
         body = await request.body()
         return _ok({"imported": import_checked(self.engine.cache, io.BytesIO(body))})
@@ -207,4 +230,6 @@ def admin_routes(engine: Engine) -> list[Route]:
         Route("/admin/cache/entries/{entry_id}", g(a.delete_entry), methods=["DELETE"]),
         Route("/admin/cache/export", g(a.export), methods=["GET"]),
         Route("/admin/cache/import", g(a.import_), methods=["POST"]),
+        Route("/admin/usage/export", g(a.usage_export), methods=["GET"]),
+        Route("/admin/requests", g(a.requests), methods=["GET"]),
     ]

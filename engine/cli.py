@@ -216,6 +216,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from engine.ledger import Ledger
 
     settings = _settings(args)
+    if args.action == "export":
+        return _usage_export(args, settings.data_dir / "ledger.sqlite3")
     ledger = Ledger(settings.data_dir / "ledger.sqlite3")
     since = time.time() - args.days * 86400 if args.days else None
     s = ledger.summary(since=since, tenant=args.tenant)
@@ -231,6 +233,37 @@ def cmd_usage(args: argparse.Namespace) -> int:
             table.add_row(str(row["key"]), str(row["requests"]), f"{row['spend_usd']:.6f}", f"{row['saved_usd']:.6f}")
         console.print(table)
     ledger.close()
+    return 0
+
+
+def _usage_export(args: argparse.Namespace, ledger_path: Any) -> int:
+    """``thrifty usage export``: the ledger as a Parquet, CSV or JSONL file (engine/export.py), to a file
+    written whole (temp file + rename) or to stdout."""
+    from engine.errors import RequestError
+    from engine.export import export, parse_time
+
+    if not args.since:
+        raise RequestError("usage export needs --since (an ISO date or datetime, a unix timestamp, or 7d / 24h)")
+    since = parse_time(args.since, param="--since")
+    until = parse_time(args.until, param="--until") if args.until else None
+    out = args.out or f"usage.{args.format}"
+    if out != "-" and not (Path(out).parent.is_dir()):
+        raise RequestError(f"--out: no such directory: {Path(out).parent}")
+    pieces = export(ledger_path, since=since, until=until, fmt=args.format)
+    if out == "-":
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
+        sys.stdout.buffer.flush()
+        return 0
+    tmp = Path(f"{out}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            for piece in pieces:
+                f.write(piece)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -283,7 +316,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--yes", action="store_true", help="purge: no question asked")
     c.set_defaults(fn=cmd_cache)
 
-    u = sub.add_parser("usage", help="spend report from the ledger", parents=[common])
+    u = sub.add_parser("usage", help="spend report from the ledger, or the ledger exported as a file",
+                       parents=[common])
+    u.add_argument("action", nargs="?", choices=["report", "export"], default="report")
+    u.add_argument("--since", help="export: ISO date/datetime, unix timestamp, or a span back (7d, 24h)")
+    u.add_argument("--until", help="export: end (exclusive), same forms as --since")
+    u.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet", help="export: file format")
+    u.add_argument("--out", help="export: output file, '-' for stdout (default usage.<format>)")
     u.add_argument("--days", type=float, default=30)
     u.add_argument("--tenant")
     u.add_argument("--by", nargs="*", default=["model", "tenant", "day"],

@@ -130,6 +130,22 @@ class LedgerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"flush_interval_s must be between 0.001 and 60 seconds, got {self.flush_interval_s}")
 
 
+class ExportConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # The scheduled usage export (engine/_export_schedule.py): hourly files in ``dir`` (relative to
+    # data_dir), off while dir is unset.
+    dir: str | None = None
+    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    every: Literal["hour"] = "hour"
+    delay_s: float = 60.0  # how long after an hour ends its file is written (late rows land first)
+    catch_up_hours: int = 168  # missed hours written after a restart, at most this far back
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.delay_s <= 3600:
+            raise ValueError(f"delay_s must be between 0 and 3600 seconds, got {self.delay_s}")
+        if not 1 <= self.catch_up_hours <= 24 * 366:
+            raise ValueError(f"catch_up_hours must be between 1 and 8784, got {self.catch_up_hours}")
+
+
 class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data_dir: str = ".thrifty"
     log_content: bool = False
@@ -144,6 +160,7 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cache: CacheConfig = CacheConfig()
     tenants: dict[str, TenantConfig] = {}
     ledger: LedgerConfig = LedgerConfig()
+    export: ExportConfig = ExportConfig()
 
 
 # Providers enabled automatically, with no config file, when their key is in the environment.

@@ -18,9 +18,10 @@ import numpy as np
 
 from cache import Hit, namespace_problem
 from engine import config as config_mod
+from engine._export_schedule import scheduled_export
 from engine.budgets import BudgetTracker, LocalBudgetStore
 from engine.errors import RequestError, ThriftyError, translate
-from engine.ledger import Ledger, UsageRecord
+from engine.ledger import Ledger, UsageRecord, routing_of
 from engine.metrics import Metrics, label
 from engine.pipeline import Ctx, EngineStream, Pipeline
 from engine.types import ChatRequest, Completion, ThriftyOptions
@@ -65,6 +66,7 @@ class Engine:
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
         self.pipeline = Pipeline(self)
+        self._exporter: Any = None  # the scheduled usage export, started with the server
         self._cache: Any = None
         self._start_lock = threading.Lock()
         # Cache writes leave the request path: one writer thread, so LMDB sees a single writer here.
@@ -95,9 +97,16 @@ class Engine:
         does not pay for them."""
         self.dispatcher.warm()
         _ = self.cache
+        if self._exporter is None:
+            self._exporter = scheduled_export(self.settings)
+            if self._exporter is not None:
+                self._exporter.start()
         await asyncio.to_thread(self.parts.encoder.encode, ["warm up"])
 
     async def aclose(self) -> None:
+        if self._exporter is not None:
+            await asyncio.to_thread(self._exporter.stop)
+            self._exporter = None
         await self.dispatcher.aclose()
         await self.flush()
         await asyncio.to_thread(self.budgets.close)
@@ -284,6 +293,7 @@ class Engine:
             budget_action=m.budget,
             prompt=text_of(ctx.request.messages[-1].content) if ctx.request.messages else None,
             answer=answer,
+            routing=routing_of(ctx.decision) if ctx.decision is not None else None,
         )
 
 

@@ -63,13 +63,36 @@ CREATE TABLE IF NOT EXISTS requests (
     budget_action     TEXT,
     prompt            TEXT,
     answer            TEXT,
-    client_request_id TEXT  -- the caller's x-request-id, as sent (for correlation only)
+    client_request_id TEXT,  -- the caller's x-request-id, as sent (for correlation only)
+    routing           TEXT   -- the router's decision as JSON (engine.ledger.Routing), on routed requests
 );
 CREATE INDEX IF NOT EXISTS requests_tenant_day ON requests (tenant, day);
 CREATE INDEX IF NOT EXISTS requests_vkey_day ON requests (virtual_key, day);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 _INDEX_CLIENT_ID = "CREATE INDEX IF NOT EXISTS requests_client_id ON requests (tenant, client_request_id)"
+
+
+class Routing(msgspec.Struct, omit_defaults=True):
+    """Why a request went where it went, compactly: the ranked candidates as
+    ``[deployment, predicted quality, expected cost in USD]`` (best first) and the dropped models with
+    their reasons."""
+
+    chosen: str
+    policy: str
+    task: str
+    candidates: list[tuple[str, float, float]] = []
+    dropped: list[tuple[str, str]] = []
+
+
+def routing_of(decision: Any) -> Routing | None:
+    """The compact form of a ``router.rank.Decision`` (a few tuples: cheap on the request path)."""
+    if not decision.candidates:
+        return None
+    return Routing(chosen=decision.candidates[0].deployment, policy=decision.policy, task=decision.task,
+                   candidates=[(c.deployment, round(c.predicted_quality, 4), c.expected_cost_usd)
+                               for c in decision.candidates],
+                   dropped=list(decision.dropped))
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):
@@ -101,6 +124,7 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     budget_action: str | None = None
     prompt: str | None = None
     answer: str | None = None
+    routing: Routing | None = None
 
 
 _COLUMNS = (*UsageRecord.__struct_fields__, "day", "month")
@@ -122,7 +146,7 @@ def _row(rec: UsageRecord) -> tuple[Any, ...]:
     values: list[Any] = []
     for name in UsageRecord.__struct_fields__:
         v = getattr(rec, name)
-        if name == "stages":
+        if name == "stages" or (name == "routing" and v is not None):
             v = _stage_encoder.encode(v).decode()
         elif isinstance(v, bool):
             v = int(v)
@@ -147,6 +171,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
     if "client_request_id" not in columns:
         conn.execute("ALTER TABLE requests ADD COLUMN client_request_id TEXT")
+    if "routing" not in columns:
+        conn.execute("ALTER TABLE requests ADD COLUMN routing TEXT")
     conn.execute(_INDEX_CLIENT_ID)
 
 

@@ -51,6 +51,7 @@ class Ctx:
     client_request_id: str | None = None  # the caller's x-request-id: stored, never a key
     reservation: Reservation | None = None  # budget reserved before dispatch, settled in finish()
     candidates: list[Any] | None = None  # what dispatch was given: names the model an error came from
+    decision: Any = None  # the router's last Decision: the ledger row keeps its compact form
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter_ns()
@@ -119,7 +120,8 @@ class Pipeline:
 
     async def route(self, ctx: Ctx) -> list[Any]:
         e = self.e
-        decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy=ctx.options.policy)
+        decision = ctx.decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options,
+                                         policy=ctx.options.policy)
         ctx.meta.task = decision.task
         ctx.lap("route")
         if not e.budgets.subjects(ctx.tenant, ctx.key_name):
@@ -141,7 +143,7 @@ class Pipeline:
         if _pinned(request):
             request = msgspec.structs.replace(request, model="auto")  # a pinned model is downgraded too
         # The reservation made for the first ranking stands: the cheapest route costs no more than it.
-        decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy="cost")
+        decision = ctx.decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy="cost")
         ctx.meta.task = decision.task
         return list(decision.candidates)
 
