@@ -8,6 +8,7 @@ import fcntl
 import io
 import os
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -16,11 +17,13 @@ import msgspec
 import openai
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from engine_support import base_config
 
 from bench.fake_upstream import FakeUpstream
 from engine._export_schedule import HOUR, HourlyExport, file_name
 from engine.cli import main
+from engine.config import ConfigError, load
 from engine.errors import RequestError
 from engine.export import NAMES, SCHEMA_VERSION, export, parse_time, row_batches
 from engine.ledger import Ledger, Routing, UsageRecord
@@ -123,13 +126,9 @@ def test_time_forms_and_their_errors() -> None:
 
 def test_cli_export_to_a_file_and_to_stdout(upstream: FakeUpstream, tmp_path: Path,
                                            capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    import yaml
-
     cfg = tmp_path / "thrifty.yaml"
     cfg.write_text(yaml.safe_dump(base_config(tmp_path, upstream)))
-    import time as _time
-
-    ledger = _ledger(tmp_path / "data" / "ledger.sqlite3", [_time.time() - 3600 * k for k in (1, 2, 50)])
+    ledger = _ledger(tmp_path / "data" / "ledger.sqlite3", [time.time() - 3600 * k for k in (1, 2, 50)])
     ledger.close()
     out = tmp_path / "u.parquet"
     assert main(["--config", str(cfg), "usage", "export", "--since", "24h", "--out", str(out)]) == 0
@@ -241,3 +240,19 @@ def test_admin_export_route_streams_the_ledger(serve, upstream: FakeUpstream, tm
                              ("tenant=a", "tenant"), ("since=2d&until=3d", "until")):
             bad = h.get(f"/admin/usage/export?{query}", headers=auth)
             assert bad.status_code == 400 and bad.json()["error"]["param"] == param, (query, bad.text)
+
+
+def test_the_server_runs_the_configured_export(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    hour = time.time() // HOUR * HOUR
+    _ledger(tmp_path / "data" / "ledger.sqlite3", [hour - 2 * HOUR + 5, hour - HOUR + 5, hour - HOUR + 9]).close()
+    serve(base_config(tmp_path, upstream, export={"dir": "exports", "format": "jsonl", "delay_s": 0}))
+    out = tmp_path / "data" / "exports"
+    names = [file_name(hour - 2 * HOUR, "jsonl"), file_name(hour - HOUR, "jsonl")]
+    deadline = time.monotonic() + 30
+    while not all((out / n).exists() for n in names) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [len((out / n).read_bytes().splitlines()) for n in names] == [1, 2]
+    for bad, words in (({"format": "xml"}, "format"), ({"dir": "x", "every": "day"}, "every"),
+                       ({"dir": "x", "delay_s": -1}, "delay_s"), ({"dir": "x", "when": 1}, "when")):
+        with pytest.raises(ConfigError, match=words):
+            load(base_config(tmp_path, upstream, export=bad))
