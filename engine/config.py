@@ -146,6 +146,12 @@ class ExportConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"catch_up_hours must be between 1 and 8784, got {self.catch_up_hours}")
 
 
+class TracingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # OpenTelemetry traces (engine/tracing.py): exporter, endpoint, sampler and service name come from the
+    # standard OTEL_* environment variables; prompt and answer text only with log_content.
+    enabled: bool = False
+
+
 class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data_dir: str = ".thrifty"
     log_content: bool = False
@@ -161,6 +167,7 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tenants: dict[str, TenantConfig] = {}
     ledger: LedgerConfig = LedgerConfig()
     export: ExportConfig = ExportConfig()
+    tracing: TracingConfig = TracingConfig()
 
 
 # Providers enabled automatically, with no config file, when their key is in the environment.

@@ -24,6 +24,7 @@ from engine.errors import RequestError, ThriftyError, translate
 from engine.ledger import Ledger, UsageRecord, routing_of
 from engine.metrics import Metrics, label
 from engine.pipeline import Ctx, EngineStream, Pipeline
+from engine.tracing import build_tracing
 from engine.types import ChatRequest, Completion, ThriftyOptions
 from router.types import ChatChunk, ChatResponse, text_of
 
@@ -65,6 +66,7 @@ class Engine:
         self.dispatcher = self.parts.dispatcher
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
+        self.tracing = build_tracing(self.settings.raw)  # None when off: nothing of OpenTelemetry loaded
         self.pipeline = Pipeline(self)
         self._exporter: Any = None  # the scheduled usage export, started with the server
         self._cache: Any = None
@@ -108,6 +110,8 @@ class Engine:
             await asyncio.to_thread(self._exporter.stop)
             self._exporter = None
         await self.dispatcher.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.flush)  # the batch of the last requests' spans
         await self.flush()
         await asyncio.to_thread(self.budgets.close)
         if self._cache is not None:
@@ -122,6 +126,8 @@ class Engine:
         else:
             asyncio.run(self.aclose())
         self.ledger.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     async def flush(self) -> None:
         """Wait until every cache write and ledger row queued so far has landed."""

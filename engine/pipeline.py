@@ -52,6 +52,7 @@ class Ctx:
     reservation: Reservation | None = None  # budget reserved before dispatch, settled in finish()
     candidates: list[Any] | None = None  # what dispatch was given: names the model an error came from
     decision: Any = None  # the router's last Decision: the ledger row keeps its compact form
+    trace: Any = None  # engine.tracing.Trace when tracing is on and this request is sampled
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter_ns()
@@ -74,6 +75,8 @@ class Pipeline:
         opts = options or request.thrifty or ThriftyOptions()
         meta = Meta(request_id=new_request_id(), simulated=self.e.settings.simulated)
         ctx = Ctx(request, tenant, key_name, opts, meta, client_request_id=client_request_id)
+        if self.e.tracing is not None:
+            ctx.trace = self.e.tracing.begin(ctx)
         cache_cfg = self.e.settings.raw.cache
         ctx.mode = "off" if not cache_cfg.enabled else (opts.cache_mode or cache_cfg.mode)
         if (request.n or 1) > 1:
@@ -176,6 +179,8 @@ class Pipeline:
         m.cost_usd = float(result.cost_usd or 0.0)
         m.cost_estimated = bool(result.cost_estimated)
         m.attempts = len(result.attempts)
+        if ctx.trace is not None:
+            ctx.trace.attempts = result.attempts
         for a in result.attempts:  # failed tries that a retry or fallback recovered from still count
             if a.error is not None:
                 self.e.metrics.upstream_errors.labels(label(a.deployment), label(a.kind)).inc()
@@ -211,6 +216,8 @@ class Pipeline:
         if err is not None and not isinstance(error, ThriftyError) and m.cache == "miss":
             m.complete = False
         e.observe(ctx, status=status, error=err, response=response)
+        if ctx.trace is not None and e.tracing is not None:
+            e.tracing.end(ctx, status=status, error=err, raw_error=error, response=response)
 
 
 class EngineStream:
@@ -287,6 +294,8 @@ class EngineStream:
             return
         ctx.upstream_ns = time.perf_counter_ns() - self._t_upstream
         result = self._upstream
+        if ctx.trace is not None:
+            ctx.trace.attempts = result.attempts
         if result.cost_usd is not None:
             p._account(ctx, result)
         response = result.response

@@ -32,6 +32,7 @@ from engine.errors import AuthError, PayloadTooLarge, RequestError, RequestTimeo
 from engine.ledger import new_request_id
 from engine.limits import check_depth, check_request, check_request_id
 from engine.limits import request_id as request_id_of
+from engine.tracing import TraceparentMiddleware
 from engine.types import Meta
 from router.types import ChatRequest, request_decoder
 
@@ -265,6 +266,8 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False, log_not
     ]
     access = AccessLog(engine.settings.raw.server.access_log)
     middleware = [Middleware(AccessLogMiddleware, log=access)] if access.enabled else []
+    if engine.tracing is not None:  # only then: the caller's traceparent, continued by the request's trace
+        middleware.append(Middleware(TraceparentMiddleware))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers=route_handlers(routes))  # JSON 404/405 naming the served routes
     app.state.engine = engine

@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 
 import msgspec
 
@@ -55,6 +56,10 @@ from router.streaming import ChunkAccumulator, StreamResult
 from router.types import ChatChunk, ChatRequest, ChatResponse, Usage
 
 log = logging.getLogger("thrifty.router")
+# Called with the candidate right before each upstream call of the current request (engine tracing: it
+# draws the attempt's span id and sets the traceparent the call carries). Per request, hence a ContextVar:
+# the router stays free of OpenTelemetry and of the engine.
+ON_ATTEMPT: ContextVar[Callable[[Candidate], None] | None] = ContextVar("thrifty_on_attempt", default=None)
 
 
 class DispatchPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -242,6 +247,8 @@ class Dispatcher:
 
     async def _call(self, provider: Provider, request: ChatRequest, candidate: Candidate,
                     deadline: Deadline) -> ChatResponse:
+        if (hook := ON_ATTEMPT.get()) is not None:
+            hook(candidate)
         try:
             async with asyncio.timeout(deadline.cap(provider.config.timeouts.total)):
                 response = await provider.send(request, candidate.route, deadline)
@@ -260,6 +267,8 @@ class Dispatcher:
         ttft = _min(deadline.ttft, t.ttft)  # a caller's limit may shorten the operator's, never lengthen it
         limit = deadline.cap(_min(ttft, t.total))
         upstream: ChunkStream | None = None
+        if (hook := ON_ATTEMPT.get()) is not None:
+            hook(candidate)
         try:
             async with asyncio.timeout(limit):
                 sent = await provider.send(request, candidate.route, deadline)

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -37,6 +38,9 @@ from router.providers.config import ProviderConfig, route_headers, vendor_keys
 from router.types import ChatChunk, ChatRequest, ChatResponse
 
 log = logging.getLogger("thrifty.router")
+# The W3C ``traceparent`` the next upstream call carries (the engine's tracing sets it per attempt, in the
+# request's own context); None: no header. A ContextVar, so one shared client serves every request.
+TRACEPARENT: ContextVar[str | None] = ContextVar("thrifty_traceparent", default=None)
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a bigger answer is a broken upstream, not an answer
 MAX_EVENT_BYTES = 1024 * 1024
 _CONTEXT_RE = re.compile(
@@ -223,6 +227,9 @@ class HTTPProvider:
     async def post(self, body: bytes, deadline: Deadline, *, url: str | None = None,
                    headers: dict[str, str] | None = None) -> httpx.Response:
         """POST and return the response with its status checked; the body is not yet read."""
+        traceparent = TRACEPARENT.get()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent} if headers else {"traceparent": traceparent}
         request = self.client.build_request(
             "POST", url or self._parsed_url, content=body, headers=headers, timeout=self._timeout(deadline)
         )

@@ -1,0 +1,188 @@
+"""OpenTelemetry traces of requests (issue 19), exported over OTLP; off unless ``tracing.enabled``.
+
+One trace per request: a SERVER span for the request, a child span per pipeline stage (``Meta.stages``:
+scope, exact, encode, search, route, budget, dispatch or first_chunk, store), and under the dispatch stage
+a CLIENT span per upstream attempt (provider, deployment, status, why it was retried or fell back).
+
+Design: the request path creates no span objects. It keeps what it keeps anyway (stage laps, the
+attempts list) plus, per attempt, a start time and a pre-drawn span id; when the request ends,
+:meth:`Tracing.end` builds finished spans with explicit start and end times and hands them to a
+``BatchSpanProcessor`` (its thread exports them). The attempt's span id is drawn before the upstream call
+so that the ``traceparent`` sent upstream names the very span the trace will hold.
+
+Attributes follow the OpenTelemetry GenAI semantic conventions as of semconv 1.37
+(``gen_ai.provider.name``, which replaced ``gen_ai.system``; ``gen_ai.input.messages`` /
+``gen_ai.output.messages`` for content), plus thrifty's own ``thrifty.*``.
+
+Configuration is the standard ``OTEL_*`` environment: ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``,
+``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` (``http/protobuf``, the default, or ``grpc``),
+``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``), ``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``. The SDK is imported only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from router.dispatch import ON_ATTEMPT
+from router.providers.base import TRACEPARENT
+
+if TYPE_CHECKING:
+    from engine.config import RawConfig
+    from engine.errors import ThriftyError
+    from engine.pipeline import Ctx
+    from router.candidate import Candidate
+    from router.types import ChatResponse
+
+# The caller's ``traceparent`` header, set by :class:`TraceparentMiddleware` (installed only when on).
+INCOMING: ContextVar[str | None] = ContextVar("thrifty_incoming_traceparent", default=None)
+
+_NOT_SENT = frozenset({"circuit_open", "skipped", "deadline", "unknown_provider"})
+_AFTER_CONTENT = "after content was sent"
+_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
+    """(trace id, parent span id, flags) of a W3C ``traceparent``, or None when absent or malformed
+    (the W3C rule: a malformed header starts a new trace, it is not an error)."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    if parts[0] == "ff" or (parts[0] == "00" and len(parts) != 4):
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+        int(parts[0], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or any(c not in "0123456789abcdef" for c in parts[1] + parts[2]):
+        return None
+    return trace_id, span_id, flags
+
+
+def _span_id() -> int:
+    return random.getrandbits(64) or 1
+
+
+class Trace:
+    """One sampled request's trace ids and the attempts dispatch started; cheap, no OpenTelemetry object."""
+
+    __slots__ = ("attempts", "parent_id", "sent", "span_id", "t0", "trace_id", "wall0")
+
+    def __init__(self, trace_id: int, parent_id: int | None, t0: int) -> None:
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.span_id = _span_id()
+        self.t0 = t0  # perf_counter_ns of Ctx.t0
+        self.wall0 = time.time_ns() - (time.perf_counter_ns() - t0)
+        self.sent: list[tuple[int, int, Candidate]] = []  # (span id, perf ns, candidate) per upstream call
+        self.attempts: list[Any] | None = None  # dispatch's Attempt list, once known
+
+    def on_attempt(self, candidate: Candidate) -> None:
+        """Called by dispatch right before each upstream call: the call carries this attempt's span."""
+        span_id = _span_id()
+        self.sent.append((span_id, time.perf_counter_ns(), candidate))
+        TRACEPARENT.set(f"00-{self.trace_id:032x}-{span_id:016x}-01")
+
+    def wall(self, perf_ns: int) -> int:
+        return self.wall0 + (perf_ns - self.t0)
+
+
+class TraceparentMiddleware:
+    """Pure ASGI: hands the caller's ``traceparent`` to the engine through :data:`INCOMING`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            value = None
+            for name, raw in scope["headers"]:
+                if name == b"traceparent":
+                    value = raw.decode("latin-1")
+                    break
+            INCOMING.set(value)
+        await self.app(scope, receive, send)
+
+
+def build_tracing(raw: RawConfig) -> Tracing | None:
+    """The tracer of a config, or None when tracing is off (nothing is imported then)."""
+    if not raw.tracing.enabled:
+        return None
+    try:
+        return Tracing(log_content=raw.log_content)
+    except ImportError as exc:
+        raise RuntimeError(f"tracing.enabled needs OpenTelemetry: pip install 'thrifty[otel]' ({exc})") from exc
+
+
+class Tracing:
+    def __init__(self, *, log_content: bool) -> None:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        from engine._tracing_spans import SpanBuilder
+
+        attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "thrifty"}
+        # A provider only to read the sampler and resource the OTEL_* variables describe; spans are made
+        # by SpanBuilder and go straight to the batch processor.
+        provider = TracerProvider(resource=Resource.create(attrs), shutdown_on_exit=False)
+        self.sampler = provider.sampler
+        self.processor = BatchSpanProcessor(_exporter())
+        self.log_content = log_content
+        self.builder = SpanBuilder(provider.resource, InstrumentationScope("thrifty", "0.1.0"), log_content)
+
+    def begin(self, ctx: Ctx) -> Trace | None:
+        """The request's trace when sampled, else None; sets what dispatch and the providers read."""
+        from engine._tracing_spans import sampled
+
+        incoming = parse_traceparent(INCOMING.get())
+        trace_id = incoming[0] if incoming else (random.getrandbits(128) or 1)
+        parent = incoming[1] if incoming else None
+        if not sampled(self.sampler, trace_id, incoming, ctx.request.model):
+            ON_ATTEMPT.set(None)
+            # Unsampled: the caller's context still reaches the upstream, unchanged (W3C pass-through).
+            TRACEPARENT.set(INCOMING.get() if incoming else None)
+            return None
+        trace = Trace(trace_id, parent, ctx.t0)
+        ON_ATTEMPT.set(trace.on_attempt)
+        TRACEPARENT.set(None)
+        return trace
+
+    def end(self, ctx: Ctx, *, status: int, error: ThriftyError | None, raw_error: BaseException | None,
+            response: ChatResponse | None) -> None:
+        trace = ctx.trace
+        if trace is None:
+            return
+        ctx.trace = None  # once
+        if trace.attempts is None:
+            trace.attempts = list(getattr(raw_error, "attempts", None) or ())
+        for span in self.builder.spans(ctx, trace, status, error, response, time.perf_counter_ns()):
+            self.processor.on_end(span)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        return self.processor.force_flush(int(timeout_s * 1000))
+
+    def shutdown(self) -> None:
+        self.processor.shutdown()
+
+
+def _exporter() -> Any:
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use one of {_PROTOCOLS}")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    return Http()

@@ -1,0 +1,206 @@
+"""OpenTelemetry traces (issue 19 #1): a real OTLP receiver on 127.0.0.1 (tests/otlp_receiver.py, decoding
+``ExportTraceServiceRequest`` with opentelemetry-proto) sees one trace per request, continuing the caller's
+``traceparent``, with stage spans, one CLIENT span per upstream attempt, the GenAI attributes and thrifty's;
+the upstream receives a ``traceparent`` naming its attempt's span."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from engine_support import base_config
+from otlp_receiver import GrpcReceiver, HttpReceiver, Span
+
+from bench.fake_upstream import FakeUpstream, Reply
+from engine.tracing import parse_traceparent
+
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpReceiver]:
+    r = HttpReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", r.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "thrifty-test")
+    yield r
+    r.stop()
+
+
+def _cfg(tmp_path: Path, upstream: FakeUpstream, **extra: object) -> dict:
+    return base_config(tmp_path, upstream, tracing={"enabled": True}, routing={"max_candidates": 2}, **extra)
+
+
+def _caller() -> tuple[str, str, str]:
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+def _client(url: str, traceparent: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="sk-x", max_retries=0,
+                         default_headers={"traceparent": traceparent})
+
+
+def _one_request(spans: list[Span]) -> tuple[Span, dict[str, Span], list[Span]]:
+    roots = [s for s in spans if s.kind == SERVER]
+    assert len(roots) == 1, [s.name for s in spans]
+    root = roots[0]
+    stages = {s.name: s for s in spans if s.parent_id == root.span_id and s.name.startswith("thrifty.")}
+    attempts = sorted((s for s in spans if s.kind == CLIENT), key=lambda s: s.attrs["thrifty.attempt.index"])
+    for s in spans:  # every span lies within the request's
+        assert root.start_ns <= s.start_ns <= s.end_ns <= root.end_ns, s.name
+    return root, stages, attempts
+
+
+def _upstream_traceparents(upstream: FakeUpstream) -> list[str]:
+    return [r.headers.get("traceparent", "") for r in upstream.requests]
+
+
+def test_miss_with_retry_and_fallback_is_one_trace(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                                   tmp_path: Path) -> None:
+    live, engine = serve(_cfg(tmp_path, upstream))
+    trace_id, caller_span, tp = _caller()
+    upstream.script(*[Reply.error_status(503, "overloaded")] * 2)  # both tries of the first deployment
+    done = _client(live.url, tp).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Name three prime numbers."}])
+    assert done.headers["x-thrifty-cache"] == "miss"
+    spans = receiver.wait_for(trace_id, count=11)
+    root, stages, attempts = _one_request(spans)
+    assert root.parent_id == caller_span  # the caller's trace, continued
+    assert root.name == "chat auto" and root.resource["service.name"] == "thrifty-test"
+    a = root.attrs
+    assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "auto"
+    assert a["gen_ai.response.model"] == done.headers["x-thrifty-model"]
+    assert a["gen_ai.provider.name"] == "fake"
+    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    assert a["thrifty.cache.outcome"] == "miss" and a["thrifty.tenant"] == "default"
+    assert a["thrifty.cost_usd"] == pytest.approx(float(done.headers["x-thrifty-cost-usd"]), rel=1e-6)
+    assert a["thrifty.saved_usd"] == 0 and a["thrifty.attempts"] == 3
+    assert a["http.response.status_code"] == 200
+    assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a  # log_content is off
+    assert {"thrifty.scope", "thrifty.exact", "thrifty.encode", "thrifty.search", "thrifty.route",
+            "thrifty.dispatch", "thrifty.store"} <= set(stages)
+    dispatch = stages["thrifty.dispatch"]
+    assert [s.parent_id for s in attempts] == [dispatch.span_id] * 3
+    first, second, third = attempts
+    assert first.attrs["thrifty.deployment"] == second.attrs["thrifty.deployment"]
+    assert third.attrs["thrifty.deployment"] != first.attrs["thrifty.deployment"]
+    assert third.attrs["thrifty.deployment"].endswith(done.headers["x-thrifty-model"])
+    assert first.attrs["thrifty.attempt.outcome"] == "retried" and second.attrs["thrifty.attempt.outcome"] == "fell_back"
+    for failed in (first, second):
+        assert failed.attrs["http.response.status_code"] == 503 and failed.status_code == 2  # ERROR
+        assert failed.attrs["error.type"] and "overloaded" in failed.attrs["thrifty.retry.reason"]
+    assert third.attrs["thrifty.attempt.outcome"] == "ok" and third.status_code != 2
+    assert third.attrs["gen_ai.provider.name"] == "fake" and third.attrs["gen_ai.request.model"]
+    # Each upstream call carried the trace, naming its own attempt's span.
+    assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{s.span_id}-01" for s in attempts]
+    assert len({s.trace_id for s in receiver.spans}) == 1  # one request, one trace
+    assert engine.tracing is not None
+
+
+def test_semantic_hit_is_a_trace_without_attempts(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                                  tmp_path: Path) -> None:
+    live, engine = serve(_cfg(tmp_path, upstream))
+    _, _, tp1 = _caller()
+    _client(live.url, tp1).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "How do I reverse a list in Python?"}])
+    asyncio.run(engine.flush())  # the answer is stored (off the request path)
+    trace_id, caller_span, tp2 = _caller()
+    done = _client(live.url, tp2).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "How can I reverse a list in Python?"}])
+    assert done.headers["x-thrifty-cache"] == "hit"
+    spans = receiver.wait_for(trace_id, count=5)
+    root, stages, attempts = _one_request(spans)
+    assert root.parent_id == caller_span and attempts == []
+    assert {"thrifty.scope", "thrifty.exact", "thrifty.encode", "thrifty.search"} == set(stages)
+    a = root.attrs
+    assert a["thrifty.cache.outcome"] == "hit" and a["gen_ai.provider.name"] == "cache"
+    assert a["thrifty.saved_usd"] > 0 and a["thrifty.cost_usd"] == 0
+    assert 0 < a["thrifty.similarity"] < 1
+    assert len(upstream.requests) == 1  # only the miss went upstream
+
+
+def test_streamed_answer_with_content_logging(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                              tmp_path: Path) -> None:
+    live, _ = serve(_cfg(tmp_path, upstream, log_content=True))
+    trace_id, caller_span, tp = _caller()
+    question = "Write one sentence about tracing."
+    stream = _client(live.url, tp).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": question}], stream=True,
+        stream_options={"include_usage": True})
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text
+    spans = receiver.wait_for(trace_id, count=7)
+    root, stages, attempts = _one_request(spans)
+    assert root.parent_id == caller_span
+    assert {"thrifty.first_chunk", "thrifty.stream"} <= set(stages)
+    assert stages["thrifty.stream"].attrs["thrifty.stream.complete"] is True
+    assert len(attempts) == 1 and attempts[0].parent_id == stages["thrifty.first_chunk"].span_id
+    a = root.attrs
+    assert a["gen_ai.request.model"] == "gpt-4o-mini" and a["thrifty.cache.outcome"] == "miss"
+    assert a["gen_ai.usage.output_tokens"] > 0 and a["thrifty.cost_usd"] > 0
+    assert json.loads(a["gen_ai.input.messages"])[0]["content"] == question  # log_content is on
+    assert json.loads(a["gen_ai.output.messages"])[0]["content"] == text
+    assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{attempts[0].span_id}-01"]
+
+
+def test_grpc_export(serve, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    r = GrpcReceiver()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", r.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        live, _ = serve(_cfg(tmp_path, upstream))
+        trace_id, caller_span, tp = _caller()
+        _client(live.url, tp).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello over grpc"}])
+        root, stages, attempts = _one_request(r.wait_for(trace_id, count=8))
+        assert root.parent_id == caller_span and root.attrs["thrifty.cache.outcome"] == "miss"
+        assert len(attempts) == 1 and "thrifty.dispatch" in stages
+    finally:
+        r.stop()
+
+
+def test_sampler_and_malformed_traceparent(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    live, engine = serve(_cfg(tmp_path, upstream, cache={"enabled": False}))
+    ask = lambda tp, q: _client(live.url, tp).chat.completions.create(  # noqa: E731
+        model="gpt-4o-mini", messages=[{"role": "user", "content": q}])
+    # The caller did not sample: no span is exported, and its context goes upstream unchanged.
+    unsampled = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+    ask(unsampled, "one")
+    # A malformed traceparent starts a new trace (W3C), it is not an error.
+    ask("00-zz-not-a-traceparent-01", "two")
+    engine.tracing.flush()
+    assert _upstream_traceparents(upstream)[0] == unsampled
+    roots = [s for s in receiver.spans if s.kind == SERVER]
+    assert len(roots) == 1 and roots[0].parent_id == ""
+    assert unsampled.split("-")[1] not in {s.trace_id for s in receiver.spans}
+
+
+def test_off_by_default_nothing_forwarded(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, engine = serve(base_config(tmp_path, upstream))
+    assert engine.tracing is None
+    _, _, tp = _caller()
+    _client(live.url, tp).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert _upstream_traceparents(upstream) == [""]
+
+
+@pytest.mark.parametrize("value", [None, "", "00-abc", "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",
+                                   "00-" + "0" * 32 + "-" + "2" * 16 + "-01", "00-" + "1" * 32 + "-" + "0" * 16 + "-01",
+                                   "00-" + "G" * 32 + "-" + "2" * 16 + "-01", "00-" + "1" * 32 + "-" + "2" * 16 + "-01-x"])
+def test_parse_traceparent_refuses_malformed(value: str | None) -> None:
+    assert parse_traceparent(value) is None
+
+
+def test_parse_traceparent_reads_w3c() -> None:
+    assert parse_traceparent("00-" + "a" * 32 + "-" + "b" * 16 + "-01") == (int("a" * 32, 16), int("b" * 16, 16), 1)
+    # A future version may append fields: the first four are read.
+    assert parse_traceparent("01-" + "a" * 32 + "-" + "b" * 16 + "-00-extra") == (int("a" * 32, 16), int("b" * 16, 16), 0)
