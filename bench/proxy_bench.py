@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str], prog: str, default_out: str) -> argparse.Nam
     p.add_argument("--level-seconds", type=float)
     p.add_argument("--hits", type=int, help="cache-hit requests per path")
     p.add_argument("--work", type=Path, help="working folder (logs, data dir); default: a temp dir")
+    p.add_argument("--tracing", action="store_true",
+                   help="serve with tracing: {enabled: true} (exporter and sampler from the OTEL_* variables)")
     return p.parse_args(list(argv))
 
 
@@ -177,9 +179,11 @@ def _plot_sweep(report: Report, sweep: dict[str, dict[int, lg.Summary]], a: str,
     report.plot("sweep_latency", latency)
 
 
-def run_suite(plan: Plan, work: Path, report: Report) -> dict[str, Any]:
+def run_suite(plan: Plan, work: Path, report: Report, *, tracing: bool = False) -> dict[str, Any]:
     with fake_upstream(work) as up:
         config = thrifty_config(up.port, work / "data")
+        if tracing:
+            config["tracing"] = {"enabled": True}
         with thrifty_serve(config, work) as proxy:
             return run_against(proxy, up, plan, report)
 
@@ -200,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     report.note("Preliminary unless stated: figures measured on a shared 2-core machine.")
     with tempfile.TemporaryDirectory(prefix="thrifty-bench-") as tmp:
         work = args.work or Path(tmp)
-        run_suite(plan, work, report)
+        if args.tracing:
+            report.note("Tracing on: spans exported over OTLP as the OTEL_* variables say.")
+        run_suite(plan, work, report, tracing=args.tracing)
     report.write()
     return 0
 

@@ -54,6 +54,9 @@ class Engine:
         self.settings = settings or config_mod.load(None)
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.metrics = Metrics()
+        # First, so that a bad OTEL_* setting fails before anything is opened. None when off: nothing of
+        # OpenTelemetry is loaded then.
+        self.tracing = build_tracing(self.settings.raw)
         lcfg = self.settings.raw.ledger
         self.ledger = Ledger(self.settings.data_dir / "ledger.sqlite3", log_content=self.settings.raw.log_content,
                              flush_interval=lcfg.flush_interval_s, journal=lcfg.journal, owner=self.worker)
@@ -66,7 +69,6 @@ class Engine:
         self.dispatcher = self.parts.dispatcher
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
-        self.tracing = build_tracing(self.settings.raw)  # None when off: nothing of OpenTelemetry loaded
         self.pipeline = Pipeline(self)
         self._exporter: Any = None  # the scheduled usage export, started with the server
         self._cache: Any = None

@@ -22,9 +22,12 @@ Configuration is the standard ``OTEL_*`` environment: ``OTEL_EXPORTER_OTLP_[TRAC
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +47,9 @@ INCOMING: ContextVar[str | None] = ContextVar("thrifty_incoming_traceparent", de
 _NOT_SENT = frozenset({"circuit_open", "skipped", "deadline", "unknown_provider"})
 _AFTER_CONTENT = "after content was sent"
 _PROTOCOLS = ("http/protobuf", "grpc")
+_DRAIN_S = 0.05  # how often ended requests become spans (the batch exporter adds its own delay)
+_MAX_QUEUED = 8192  # ended requests awaiting their spans
+log = logging.getLogger("thrifty.tracing")
 
 
 def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
@@ -138,6 +144,10 @@ class Tracing:
         self.processor = BatchSpanProcessor(_exporter())
         self.log_content = log_content
         self.builder = SpanBuilder(provider.resource, InstrumentationScope("thrifty", "0.1.0"), log_content)
+        self._ended: deque[tuple[Any, ...]] = deque(maxlen=_MAX_QUEUED)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="thrifty-tracing", daemon=True)
+        self._thread.start()
 
     def begin(self, ctx: Ctx) -> Trace | None:
         """The request's trace when sampled, else None; sets what dispatch and the providers read."""
@@ -162,15 +172,37 @@ class Tracing:
         if trace is None:
             return
         ctx.trace = None  # once
+        ON_ATTEMPT.set(None)  # an embedding caller's next request in this context starts clean
+        TRACEPARENT.set(None)
         if trace.attempts is None:
             trace.attempts = list(getattr(raw_error, "attempts", None) or ())
-        for span in self.builder.spans(ctx, trace, status, error, response, time.perf_counter_ns()):
-            self.processor.on_end(span)
+        # Spans are built off the event loop: the request pays one append (a full queue drops the oldest).
+        self._ended.append((ctx, trace, status, error, response, time.perf_counter_ns()))
+
+    def _drain(self) -> None:
+        while self._ended:
+            try:
+                ctx, trace, status, error, response, now = self._ended.popleft()
+            except IndexError:  # the other drainer (flush) took the last one
+                return
+            try:
+                for span in self.builder.spans(ctx, trace, status, error, response, now):
+                    self.processor.on_end(span)
+            except Exception:  # a trace is never worth a crashed thread or a failed request
+                log.exception("tracing: could not build the spans of request %s", ctx.meta.request_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(_DRAIN_S):
+            self._drain()
+        self._drain()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
+        self._drain()
         return self.processor.force_flush(int(timeout_s * 1000))
 
     def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
         self.processor.shutdown()
 
 

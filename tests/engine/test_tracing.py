@@ -204,3 +204,11 @@ def test_parse_traceparent_reads_w3c() -> None:
     assert parse_traceparent("00-" + "a" * 32 + "-" + "b" * 16 + "-01") == (int("a" * 32, 16), int("b" * 16, 16), 1)
     # A future version may append fields: the first four are read.
     assert parse_traceparent("01-" + "a" * 32 + "-" + "b" * 16 + "-00-extra") == (int("a" * 32, 16), int("b" * 16, 16), 0)
+
+
+def test_unsupported_protocol_is_named_at_startup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from engine import Engine
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' is not supported"):
+        Engine.from_config({"data_dir": str(tmp_path), "tracing": {"enabled": True}})
