@@ -90,9 +90,9 @@ def routing_of(decision: Any) -> Routing | None:
     if not decision.candidates:
         return None
     return Routing(chosen=decision.candidates[0].deployment, policy=decision.policy, task=decision.task,
-                   candidates=[(c.deployment, round(c.predicted_quality, 4), c.expected_cost_usd)
+                   candidates=[(c.route.deployment, c.predicted_quality, c.expected_cost_usd)
                                for c in decision.candidates],
-                   dropped=list(decision.dropped))
+                   dropped=decision.dropped)  # the Decision is not changed after ranking: no copy
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):
