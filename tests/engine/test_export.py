@@ -7,6 +7,7 @@ import csv
 import fcntl
 import io
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -256,3 +257,33 @@ def test_the_server_runs_the_configured_export(serve, upstream: FakeUpstream, tm
                        ({"dir": "x", "delay_s": -1}, "delay_s"), ({"dir": "x", "when": 1}, "when")):
         with pytest.raises(ConfigError, match=words):
             load(base_config(tmp_path, upstream, export=bad))
+
+
+def test_a_ledger_file_from_before_the_routing_column(tmp_path: Path) -> None:
+    """An older file has no ``routing`` column: an export reads it as-is (routing null), and opening it as
+    a Ledger adds the column with every row kept."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE requests (request_id TEXT PRIMARY KEY, ts REAL NOT NULL, day TEXT NOT NULL, "
+                 "month TEXT NOT NULL, tenant TEXT NOT NULL, virtual_key TEXT, worker TEXT, route TEXT, model TEXT, "
+                 "provider TEXT, task TEXT, stream INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL "
+                 "DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0, "
+                 "reasoning_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0, cost_estimated "
+                 "INTEGER NOT NULL DEFAULT 0, saved_usd REAL NOT NULL DEFAULT 0, cache TEXT NOT NULL, status INTEGER "
+                 "NOT NULL, error_class TEXT, latency_ms REAL NOT NULL DEFAULT 0, overhead_ms REAL NOT NULL DEFAULT 0, "
+                 "stages TEXT, attempts INTEGER NOT NULL DEFAULT 0, budget_action TEXT, prompt TEXT, answer TEXT, "
+                 "client_request_id TEXT)")
+    conn.execute("INSERT INTO requests (request_id, ts, day, month, tenant, cache, status, cost_usd) "
+                 "VALUES ('old1', ?, '2026-09-21', '2026-09', 'acme', 'miss', 200, 0.5)", (T0,))
+    conn.commit()
+    conn.close()
+    recs = [msgspec.json.decode(line) for line in _write(path, "jsonl").read_bytes().splitlines()]
+    assert [(r["request_id"], r["cost_usd"], r["routing"]) for r in recs] == [("old1", 0.5, None)]
+    ledger = Ledger(path)
+    ledger.record(UsageRecord(request_id="new1", ts=T0 + 1, tenant="acme", cache="miss", status=200,
+                              routing=Routing(chosen="a/b", policy="cost", task="chat")))
+    ledger.flush()
+    rows = ledger.query("SELECT request_id, routing FROM requests ORDER BY ts")
+    assert rows[0] == {"request_id": "old1", "routing": None}
+    assert msgspec.json.decode(rows[1]["routing"]) == {"chosen": "a/b", "policy": "cost", "task": "chat"}
+    ledger.close()
