@@ -84,12 +84,13 @@ def page(ledger: Any, params: Any) -> dict[str, Any]:
     """One page: ``{"data": [rows], "next_cursor": str | None}``."""
     sql, args, limit = build_query(params)
     rows = ledger.query(sql, args)
+    content = ledger.log_content
     for row in rows:
         row["stream"] = bool(row["stream"])
         row["cost_estimated"] = bool(row["cost_estimated"])
         row["stages"] = _json_decode(row["stages"]) if row["stages"] else {}
         row["routing"] = _json_decode(row["routing"]) if row["routing"] else None
-        if row["prompt"] is None and row["answer"] is None:
-            del row["prompt"], row["answer"]  # content logging is off: no empty fields
+        if not content:
+            del row["prompt"], row["answer"]  # content logging is off: no always-empty fields
     last = rows[-1] if len(rows) == limit else None
     return {"data": rows, "next_cursor": encode_cursor(last["ts"], last["request_id"]) if last else None}

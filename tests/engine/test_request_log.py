@@ -144,3 +144,14 @@ def test_limit_bounds_a_page(live) -> None:
         rest = _get(h, limit=1000, cursor=first["next_cursor"]).json()
         assert len(rest["data"]) == 5 and rest["next_cursor"] is None
         assert len(_get(h).json()["data"]) == 100  # the default
+
+
+def test_prompt_and_answer_only_with_content_logging(serve, upstream: FakeUpstream, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    server, _ = serve(base_config(tmp_path, upstream, log_content=True))
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    answer = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "say hi?"}])
+    with httpx.Client(base_url=server.url) as h:
+        (row,) = _get(h).json()["data"]
+    assert row["prompt"] == "say hi?" and row["answer"] == answer.choices[0].message.content
