@@ -73,7 +73,7 @@ class SpanBuilder:
         if ctx.request.stream and ctx.meta.cache not in ("hit", "exact") and dispatch_id is not None:
             yield self._span(trace, "thrifty.stream", _span_id(), trace.span_id, mark, now,
                              {"thrifty.stage": "stream", "thrifty.stream.complete": ctx.meta.complete})
-        yield from self._attempts(trace, dispatch_id or trace.span_id, now)
+        yield from self._attempts(trace, dispatch_id or trace.span_id, now, bool(ctx.request.stream))
 
     def _request_attrs(self, ctx: Ctx, status: int, error: ThriftyError | None,
                        response: ChatResponse | None) -> dict[str, Any]:
@@ -87,7 +87,7 @@ class SpanBuilder:
         for key, value in (("gen_ai.response.model", m.model), ("gen_ai.provider.name", m.provider),
                            ("thrifty.task", m.task), ("thrifty.similarity", m.similarity),
                            ("thrifty.virtual_key", ctx.key_name), ("thrifty.budget", m.budget),
-                           ("gen_ai.request.max_tokens", req.max_tokens), ("gen_ai.request.temperature", req.temperature),
+                           ("gen_ai.request.max_tokens", req.max_completion_tokens or req.max_tokens), ("gen_ai.request.temperature", req.temperature),
                            ("gen_ai.request.top_p", req.top_p)):
             if value is not None:
                 attrs[key] = value
@@ -107,31 +107,38 @@ class SpanBuilder:
                 attrs["gen_ai.output.messages"] = _encode([c.message for c in response.choices]).decode()
         return attrs
 
-    def _attempts(self, trace: Trace, parent_id: int, now: int) -> Iterator[ReadableSpan]:
+    def _attempts(self, trace: Trace, parent_id: int, now: int, stream: bool) -> Iterator[ReadableSpan]:
         """One CLIENT span per upstream call; its outcome from the matching entry of dispatch's list
-        (entries for skips and for failures after content are not calls of their own)."""
-        outcomes = [a for a in trace.attempts or () if a.kind not in _NOT_SENT
-                    and not (a.error or "").startswith(_AFTER_CONTENT)]
-        broken = {a.deployment: a for a in trace.attempts or () if (a.error or "").startswith(_AFTER_CONTENT)}
-        for i, (span_id, start, cand) in enumerate(trace.sent):
+        (entries for skips are not calls; a failure after content belongs to the call that streamed it)."""
+        listed = trace.attempts or ()
+        outcomes = [a for a in listed if a.kind not in _NOT_SENT and not (a.error or "").startswith(_AFTER_CONTENT)]
+        sent = trace.sent
+        broken: dict[int, Any] = {}  # call index -> its failure after content
+        for b in (a for a in listed if (a.error or "").startswith(_AFTER_CONTENT)):
+            opened = [i for i, (_, _, c) in enumerate(sent) if c.deployment == b.deployment and i < len(outcomes)
+                      and (outcomes[i].error is None or outcomes[i].kind == "continuation") and i not in broken]
+            if opened:
+                broken[opened[-1]] = b
+        for i, (span_id, start, cand) in enumerate(sent):
             a = outcomes[i] if i < len(outcomes) else None
-            nxt = trace.sent[i + 1][2].deployment if i + 1 < len(trace.sent) else None
+            nxt = sent[i + 1][2].deployment if i + 1 < len(sent) else None
             attrs: dict[str, Any] = {
                 "gen_ai.operation.name": "chat", "gen_ai.provider.name": cand.route.provider,
                 "gen_ai.request.model": cand.route.model, "thrifty.deployment": cand.deployment,
                 "thrifty.model": cand.model.id, "thrifty.attempt.index": i,
             }
-            status = _OK
-            end = now if a is None else start + int(a.elapsed * 1e9)
             if a is not None and a.status is not None:
                 attrs["http.response.status_code"] = a.status
-            failure = a if a is not None and a.error is not None and a.kind != "continuation" else None
-            if failure is None and cand.deployment in broken and i == len(trace.sent) - 1:
-                failure = broken[cand.deployment]
+            failure = a if a is not None and a.error is not None and a.kind != "continuation" else broken.get(i)
+            # A stream's call lasts until its last chunk, not until the first one (what dispatch timed).
+            end = now if a is None or (stream and failure is None and nxt is None) else start + int(
+                (failure or a).elapsed * 1e9)
+            status = _OK
             if failure is not None:
                 attrs["error.type"] = failure.kind or "error"
-                attrs["thrifty.attempt.outcome"] = "retried" if nxt == cand.deployment else (
-                    "fell_back" if nxt is not None else "failed")
+                attrs["thrifty.attempt.outcome"] = (
+                    "continued" if i in broken and nxt is not None else "retried" if nxt == cand.deployment
+                    else "fell_back" if nxt is not None else "failed")
                 attrs["thrifty.retry.reason"] = failure.error or ""
                 status = Status(StatusCode.ERROR, failure.kind or "error")
             else:

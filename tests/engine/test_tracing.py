@@ -34,7 +34,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpReceiver]:
 
 
 def _cfg(tmp_path: Path, upstream: FakeUpstream, **extra: object) -> dict:
-    return base_config(tmp_path, upstream, tracing={"enabled": True}, routing={"max_candidates": 2}, **extra)
+    return base_config(tmp_path, upstream, **{"tracing": {"enabled": True}, "routing": {"max_candidates": 2}, **extra})
 
 
 def _caller() -> tuple[str, str, str]:
@@ -212,3 +212,45 @@ def test_unsupported_protocol_is_named_at_startup(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
     with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' is not supported"):
         Engine.from_config({"data_dir": str(tmp_path), "tracing": {"enabled": True}})
+
+
+def test_failed_request_and_anthropic_door(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                           tmp_path: Path) -> None:
+    import anthropic
+
+    live, _ = serve(_cfg(tmp_path, upstream, routing={"max_candidates": 1}))
+    trace_id, caller_span, tp = _caller()
+    upstream.script(*[Reply.error_status(500, "boom")] * 2)  # both tries of the only candidate
+    client = anthropic.Anthropic(base_url=live.url, api_key="sk-x", max_retries=0,
+                                 default_headers={"traceparent": tp})
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(model="gpt-4o-mini", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 502
+    root, stages, attempts = _one_request(receiver.wait_for(trace_id, count=8))
+    assert root.parent_id == caller_span and root.status_code == 2  # ERROR
+    assert root.attrs["http.response.status_code"] == 502 and root.attrs["error.type"]
+    assert root.attrs["gen_ai.request.max_tokens"] == 64
+    assert [s.attrs["thrifty.attempt.outcome"] for s in attempts] == ["retried", "failed"]
+    assert all(s.attrs["http.response.status_code"] == 500 for s in attempts)
+    assert "thrifty.store" not in stages
+    assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{s.span_id}-01" for s in attempts]
+
+
+def test_cut_stream_continued_elsewhere(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                        tmp_path: Path) -> None:
+    full = "".join(f"tok{i:02d} " for i in range(60))
+    live, _ = serve(_cfg(tmp_path, upstream))
+    upstream.script(Reply(text=full, cut_after=21), Reply(text=full, continues=True))
+    trace_id, _, tp = _caller()
+    stream = _client(live.url, tp).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "Count to sixty for me."}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == full
+    root, stages, attempts = _one_request(receiver.wait_for(trace_id, count=7))
+    cut, rest = attempts
+    assert "thrifty.stream" in stages and "thrifty.store" not in stages  # a stitched answer is not stored
+    assert cut.attrs["thrifty.attempt.outcome"] == "continued" and cut.status_code == 2
+    assert "after content was sent" in cut.attrs["thrifty.retry.reason"]
+    assert rest.attrs["thrifty.attempt.outcome"] == "ok" and rest.end_ns == root.end_ns
+    assert cut.attrs["thrifty.deployment"] != rest.attrs["thrifty.deployment"]
+    assert root.attrs["thrifty.attempts"] == 3 and root.attrs["http.response.status_code"] == 200
+    assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{s.span_id}-01" for s in attempts]
