@@ -113,7 +113,7 @@ class Engine:
             self._exporter = None
         await self.dispatcher.aclose()
         if self.tracing is not None:
-            await asyncio.to_thread(self.tracing.flush)  # the batch of the last requests' spans
+            await asyncio.to_thread(self.tracing.shutdown)  # exports the last requests' spans first
         await self.flush()
         await asyncio.to_thread(self.budgets.close)
         if self._cache is not None:
@@ -128,8 +128,6 @@ class Engine:
         else:
             asyncio.run(self.aclose())
         self.ledger.close()
-        if self.tracing is not None:
-            self.tracing.shutdown()
 
     async def flush(self) -> None:
         """Wait until every cache write and ledger row queued so far has landed."""

@@ -208,9 +208,12 @@ class Tracing:
         return self.processor.force_flush(int(timeout_s * 1000))
 
     def shutdown(self) -> None:
+        """Export what is left and stop both threads; once (later calls do nothing)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._thread.join(timeout=5)
-        self.processor.shutdown()
+        self._thread.join(timeout=5)  # its last drain hands every ended request to the processor
+        self.processor.shutdown()  # which exports them before it stops
 
 
 def _exporter() -> Any:
