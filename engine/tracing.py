@@ -119,8 +119,9 @@ class TraceparentMiddleware:
 
 
 def build_tracing(raw: RawConfig) -> Tracing | None:
-    """The tracer of a config, or None when tracing is off (nothing is imported then)."""
-    if not raw.tracing.enabled:
+    """The tracer of a config, or None when tracing is off (nothing is imported then); the standard
+    ``OTEL_SDK_DISABLED=true`` turns it off too."""
+    if not raw.tracing.enabled or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     try:
         return Tracing(log_content=raw.log_content)

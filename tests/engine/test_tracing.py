@@ -185,7 +185,15 @@ def test_sampler_and_malformed_traceparent(serve, upstream: FakeUpstream, receiv
     assert unsampled.split("-")[1] not in {s.trace_id for s in receiver.spans}
 
 
-def test_off_by_default_nothing_forwarded(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_off_by_default_nothing_forwarded(serve, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    from engine import Engine
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the standard switch wins over the config's
+    embedded = Engine.from_config({"data_dir": str(tmp_path / "d"), "tracing": {"enabled": True}})
+    assert embedded.tracing is None
+    embedded.close()
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
     live, engine = serve(base_config(tmp_path, upstream))
     assert engine.tracing is None
     _, _, tp = _caller()
