@@ -136,13 +136,14 @@ class Tracing:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        from engine._tracing_spans import SpanBuilder
+        from engine._tracing_spans import SpanBuilder, sampled
 
         attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "thrifty"}
         # A provider only to read the sampler and resource the OTEL_* variables describe; spans are made
         # by SpanBuilder and go straight to the batch processor.
         provider = TracerProvider(resource=Resource.create(attrs), shutdown_on_exit=False)
         self.sampler = provider.sampler
+        self._sampled = sampled
         # Smaller export batches than the SDK's 512 unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise:
         # encoding a batch holds the GIL, and a long hold is a pause for every request in flight.
         batch = None if os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else _EXPORT_BATCH
@@ -156,15 +157,14 @@ class Tracing:
 
     def begin(self, ctx: Ctx) -> Trace | None:
         """The request's trace when sampled, else None; sets what dispatch and the providers read."""
-        from engine._tracing_spans import sampled
-
         incoming = parse_traceparent(INCOMING.get())
         trace_id = incoming[0] if incoming else (random.getrandbits(128) or 1)
         parent = incoming[1] if incoming else None
-        if not sampled(self.sampler, trace_id, incoming, ctx.request.model):
+        if not self._sampled(self.sampler, trace_id, incoming, ctx.request.model):
             ON_ATTEMPT.set(None)
-            # Unsampled: the caller's context still reaches the upstream, unchanged (W3C pass-through).
-            TRACEPARENT.set(INCOMING.get() if incoming else None)
+            # Unsampled: the caller's context still reaches the upstream (W3C pass-through), rewritten from
+            # the parsed ids so that nothing else of the caller's header travels on.
+            TRACEPARENT.set(f"00-{incoming[0]:032x}-{incoming[1]:016x}-{incoming[2]:02x}" if incoming else None)
             return None
         trace = Trace(trace_id, parent, ctx.t0)
         ON_ATTEMPT.set(trace.on_attempt)
