@@ -189,8 +189,10 @@ class SemanticCache:
         self._count("exact_hits")
         return self._hit(found[0], found[1], 1.0, "exact")
 
-    def lookup(self, scope: Scope, vector: np.ndarray, threshold: float | None = None) -> Hit | None:
-        """The best verified neighbour of ``vector`` in ``scope``'s partition only, or None."""
+    def lookup(self, scope: Scope, vector: np.ndarray, threshold: float | None = None,
+               timing: dict[str, float] | None = None) -> Hit | None:
+        """The best verified neighbour of ``vector`` in ``scope``'s partition only, or None. When ``timing``
+        is given and a verifier ran, ``timing["verify_ms"]`` receives the verifier's time (all its calls)."""
         if scope.exact_only:
             return None
         self.catch_up()
@@ -207,13 +209,17 @@ class SemanticCache:
                 # A learned stage scores all live candidates in one forward pass.
                 found = list(live)
                 verify_many = policy.verify_many  # type: ignore[attr-defined]  # "batched" promises it
+                t0 = time.perf_counter_ns() if timing is not None else 0
                 verdicts = verify_many(scope.text, [(e.text, sc) for _, e, sc in found], threshold)
+                if timing is not None and found:
+                    timing["verify_ms"] = (time.perf_counter_ns() - t0) / 1e6
                 return self._first_hit(
                     (eid, e, sc, v) for (eid, e, sc), v in zip(found, verdicts, strict=True)
                 )
             # One at a time: a candidate is read and verified only if the better ones were refused.
+            verify = policy.verify if timing is None else _timed(policy.verify, timing)
             return self._first_hit(
-                (eid, e, sc, policy.verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
+                (eid, e, sc, verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
             )
 
     def _live(
@@ -491,3 +497,15 @@ class SemanticCache:
         with self._mu:
             counters = dict(self._n)
         return CacheStats(count, size, parts, len(self._index), seq=self._applied, **counters)
+
+
+def _timed(verify: Callable[..., Any], timing: dict[str, float]) -> Callable[..., Any]:
+    """``verify`` that adds each call's time to ``timing["verify_ms"]`` (made only when timing is asked for,
+    so an untimed lookup allocates nothing more)."""
+    def timed(*args: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        try:
+            return verify(*args)
+        finally:
+            timing["verify_ms"] = timing.get("verify_ms", 0.0) + (time.perf_counter_ns() - t0) / 1e6
+    return timed

@@ -59,6 +59,13 @@ class Ctx:
         self.meta.stages[stage] = (now - (self.mark or self.t0)) / 1e6
         self.mark = now
 
+    def split(self, stage: str, part: str, ms: float) -> None:
+        """Moves ``ms`` of the just-lapped ``stage`` into a stage ``part`` that follows it."""
+        stages = self.meta.stages
+        ms = min(ms, stages[stage])
+        stages[stage] -= ms
+        stages[part] = ms
+
 
 def _pinned(request: ChatRequest) -> bool:
     """A named model, as opposed to ``auto`` (the router chooses)."""
@@ -102,8 +109,11 @@ class Pipeline:
         ctx.vector = await e.embed(ctx.scope.text or text_of(ctx.request.messages[-1].content))
         ctx.lap("encode")
         if reads(ctx.mode) and ctx.scope.text:
-            hit = e.cache.lookup(ctx.scope, ctx.vector, threshold=ctx.options.threshold)
+            timing: dict[str, float] = {}
+            hit = e.cache.lookup(ctx.scope, ctx.vector, threshold=ctx.options.threshold, timing=timing)
             ctx.lap("search")
+            if "verify_ms" in timing:  # the verifier's share of the lookup is a stage of its own
+                ctx.split("search", "verify", timing["verify_ms"])
             if hit is not None:
                 return self._served(ctx, hit, "hit")
         ctx.meta.cache = "miss" if ctx.mode != "off" else "bypass"

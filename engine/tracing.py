@@ -1,7 +1,7 @@
 """OpenTelemetry traces of requests (issue 19), exported over OTLP; off unless ``tracing.enabled``.
 
 One trace per request: a SERVER span for the request, a child span per pipeline stage (``Meta.stages``:
-scope, exact, encode, search, route, budget, dispatch or first_chunk, store), and under the dispatch stage
+scope, exact, encode, search, verify, route, budget, dispatch or first_chunk, store), and under the dispatch stage
 a CLIENT span per upstream attempt (provider, deployment, status, why it was retried or fell back).
 
 Design: the request path creates no span objects. It keeps what it keeps anyway (stage laps, the

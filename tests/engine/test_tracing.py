@@ -86,6 +86,7 @@ def test_miss_with_retry_and_fallback_is_one_trace(serve, upstream: FakeUpstream
     assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a  # log_content is off
     assert {"thrifty.scope", "thrifty.exact", "thrifty.encode", "thrifty.search", "thrifty.route",
             "thrifty.dispatch", "thrifty.store"} <= set(stages)
+    assert "thrifty.verify" not in stages  # an empty cache has no candidate: no verifier ran
     dispatch = stages["thrifty.dispatch"]
     assert [s.parent_id for s in attempts] == [dispatch.span_id] * 3
     first, second, third = attempts
@@ -118,7 +119,14 @@ def test_semantic_hit_is_a_trace_without_attempts(serve, upstream: FakeUpstream,
     spans = receiver.wait_for(trace_id, count=5)
     root, stages, attempts = _one_request(spans)
     assert root.parent_id == caller_span and attempts == []
-    assert {"thrifty.scope", "thrifty.exact", "thrifty.encode", "thrifty.search"} == set(stages)
+    assert {"thrifty.scope", "thrifty.exact", "thrifty.encode", "thrifty.search", "thrifty.verify"} == set(stages)
+    # The verifier's time is its own stage, right after the index search (and in the ledger's stages).
+    assert stages["thrifty.verify"].start_ns == stages["thrifty.search"].end_ns
+    assert stages["thrifty.verify"].end_ns > stages["thrifty.verify"].start_ns
+    asyncio.run(engine.flush())
+    engine.ledger.flush()
+    row = engine.ledger.query("SELECT stages FROM requests WHERE cache = 'hit'")[0]
+    assert set(json.loads(row["stages"])) == {"scope", "exact", "encode", "search", "verify"}
     a = root.attrs
     assert a["thrifty.cache.outcome"] == "hit" and a["gen_ai.provider.name"] == "cache"
     assert a["thrifty.saved_usd"] > 0 and a["thrifty.cost_usd"] == 0
