@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from router.dispatch import ON_ATTEMPT
-from router.providers.base import TRACEPARENT
+from router.providers.base import TRACEPARENT, TRACESTATE
 
 if TYPE_CHECKING:
     from engine.config import RawConfig
@@ -41,8 +41,10 @@ if TYPE_CHECKING:
     from router.candidate import Candidate
     from router.types import ChatResponse
 
-# The caller's ``traceparent`` header, set by :class:`TraceparentMiddleware` (installed only when on).
+# The caller's ``traceparent`` and ``tracestate`` headers, set by :class:`TraceparentMiddleware` (installed
+# only when on); several ``tracestate`` headers are one list (W3C: joined with commas).
 INCOMING: ContextVar[str | None] = ContextVar("thrifty_incoming_traceparent", default=None)
+INCOMING_STATE: ContextVar[str | None] = ContextVar("thrifty_incoming_tracestate", default=None)
 
 _NOT_SENT = frozenset({"circuit_open", "skipped", "deadline", "unknown_provider"})
 _AFTER_CONTENT = "after content was sent"
@@ -71,6 +73,14 @@ def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
     if not trace_id or not span_id or any(c not in "0123456789abcdef" for c in parts[1] + parts[2]):
         return None
     return trace_id, span_id, flags
+
+
+def _tracestate(value: str | None) -> str | None:
+    """The caller's ``tracestate`` to forward: None when absent, empty or too long to be one (W3C: at most
+    32 list members of 256 characters; a header that cannot be valid is dropped, not passed on)."""
+    if not value or not value.strip() or len(value) > 32 * 257 or any(c in value for c in "\r\n"):
+        return None
+    return value
 
 
 def _span_id() -> int:
@@ -102,19 +112,22 @@ class Trace:
 
 
 class TraceparentMiddleware:
-    """Pure ASGI: hands the caller's ``traceparent`` to the engine through :data:`INCOMING`."""
+    """Pure ASGI: hands the caller's ``traceparent`` (and ``tracestate``) to the engine through
+    :data:`INCOMING` (and :data:`INCOMING_STATE`)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            value = None
+            value = state = None
             for name, raw in scope["headers"]:
                 if name == b"traceparent":
                     value = raw.decode("latin-1")
-                    break
+                elif name == b"tracestate":
+                    state = raw.decode("latin-1") if state is None else f"{state},{raw.decode('latin-1')}"
             INCOMING.set(value)
+            INCOMING_STATE.set(state)
         await self.app(scope, receive, send)
 
 
@@ -158,6 +171,8 @@ class Tracing:
     def begin(self, ctx: Ctx) -> Trace | None:
         """The request's trace when sampled, else None; sets what dispatch and the providers read."""
         incoming = parse_traceparent(INCOMING.get())
+        # W3C: the caller's tracestate travels with its continued trace, unchanged; a new trace drops it.
+        TRACESTATE.set(_tracestate(INCOMING_STATE.get()) if incoming else None)
         trace_id = incoming[0] if incoming else (random.getrandbits(128) or 1)
         parent = incoming[1] if incoming else None
         if not self._sampled(self.sampler, trace_id, incoming, ctx.request.model):
@@ -179,6 +194,7 @@ class Tracing:
         ctx.trace = None  # once
         ON_ATTEMPT.set(None)  # an embedding caller's next request in this context starts clean
         TRACEPARENT.set(None)
+        TRACESTATE.set(None)
         if trace.attempts is None:
             trace.attempts = list(getattr(raw_error, "attempts", None) or ())
         # Spans are built off the event loop: the request pays one append (a full queue drops the oldest).

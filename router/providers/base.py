@@ -41,6 +41,8 @@ log = logging.getLogger("thrifty.router")
 # The W3C ``traceparent`` the next upstream call carries (the engine's tracing sets it per attempt, in the
 # request's own context); None: no header. A ContextVar, so one shared client serves every request.
 TRACEPARENT: ContextVar[str | None] = ContextVar("thrifty_traceparent", default=None)
+# The caller's W3C ``tracestate``, sent beside the traceparent (read only when a traceparent is sent).
+TRACESTATE: ContextVar[str | None] = ContextVar("thrifty_tracestate", default=None)
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a bigger answer is a broken upstream, not an answer
 MAX_EVENT_BYTES = 1024 * 1024
 _CONTEXT_RE = re.compile(
@@ -230,6 +232,9 @@ class HTTPProvider:
         traceparent = TRACEPARENT.get()
         if traceparent is not None:
             headers = {**headers, "traceparent": traceparent} if headers else {"traceparent": traceparent}
+            tracestate = TRACESTATE.get()
+            if tracestate is not None:
+                headers["tracestate"] = tracestate
         request = self.client.build_request(
             "POST", url or self._parsed_url, content=body, headers=headers, timeout=self._timeout(deadline)
         )

@@ -193,6 +193,28 @@ def test_sampler_and_malformed_traceparent(serve, upstream: FakeUpstream, receiv
     assert unsampled.split("-")[1] not in {s.trace_id for s in receiver.spans}
 
 
+def test_tracestate_travels_with_the_callers_trace(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                                   tmp_path: Path) -> None:
+    live, engine = serve(_cfg(tmp_path, upstream, cache={"enabled": False}))
+    state = "vendor1=opaque-1,rojo=00f067aa0ba902b7"
+
+    def ask(tp: str, q: str) -> None:
+        openai.OpenAI(base_url=live.url + "/v1", api_key="sk-x", max_retries=0,
+                      default_headers={"traceparent": tp, "tracestate": state}).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": q}])
+
+    trace_id, _, sampled_tp = _caller()
+    ask(sampled_tp, "one")  # continued and sampled: the attempt's traceparent, the caller's tracestate
+    unsampled = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+    ask(unsampled, "two")  # continued, not sampled: both pass through
+    ask("00-zz-not-a-traceparent-01", "three")  # a new trace: the caller's tracestate is not its own
+    engine.tracing.flush()
+    sent = [(r.headers.get("traceparent", ""), r.headers.get("tracestate")) for r in upstream.requests]
+    assert parse_traceparent(sent[0][0])[0] == int(trace_id, 16) and sent[0][1] == state
+    assert sent[1] == (unsampled, state)
+    assert parse_traceparent(sent[2][0]) is not None and sent[2][1] is None
+
+
 def test_off_by_default_nothing_forwarded(serve, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
     from engine import Engine
@@ -205,8 +227,10 @@ def test_off_by_default_nothing_forwarded(serve, upstream: FakeUpstream, monkeyp
     live, engine = serve(base_config(tmp_path, upstream))
     assert engine.tracing is None
     _, _, tp = _caller()
-    _client(live.url, tp).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
-    assert _upstream_traceparents(upstream) == [""]
+    openai.OpenAI(base_url=live.url + "/v1", api_key="sk-x", max_retries=0,
+                  default_headers={"traceparent": tp, "tracestate": "a=b"}).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert _upstream_traceparents(upstream) == [""] and "tracestate" not in upstream.requests[0].headers
 
 
 @pytest.mark.parametrize("value", [None, "", "00-abc", "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",
