@@ -4,7 +4,7 @@ the SDK, so it is loaded only when tracing is on)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from opentelemetry import trace as trace_api
@@ -15,6 +15,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from engine.tracing import _AFTER_CONTENT, _NOT_SENT, Trace, _span_id
 
 if TYPE_CHECKING:
+    from engine.doors.embeddings import EmbeddingCall
     from engine.errors import ThriftyError
     from engine.pipeline import Ctx
     from router.types import ChatResponse
@@ -50,11 +51,19 @@ class SpanBuilder:
         return ReadableSpan(name, ctx, parent, self.resource, attrs, events, (), kind, None, status,
                             trace.wall(start), trace.wall(max(start, end)), self.scope)
 
-    def spans(self, ctx: Ctx, trace: Trace, status: int, error: ThriftyError | None,
+    def spans(self, ctx: Ctx | EmbeddingCall, trace: Trace, status: int, error: ThriftyError | None,
               response: ChatResponse | None, now: int) -> Iterator[ReadableSpan]:
+        failed = Status(StatusCode.ERROR, type(error).__name__) if error is not None and status >= 500 else _OK
+        if trace.operation == "embeddings":
+            call = cast("EmbeddingCall", ctx)
+            yield self._span(trace, f"embeddings {call.req.model}", trace.span_id, trace.parent_id, trace.t0,
+                             now, _embedding_attrs(call, status, error), SpanKind.SERVER, failed,
+                             remote_parent=True)
+            yield from self._attempts(trace, trace.span_id, now, False)
+            return
+        ctx = cast("Ctx", ctx)
         model = ctx.request.model or "auto"
         attrs = self._request_attrs(ctx, status, error, response)
-        failed = Status(StatusCode.ERROR, type(error).__name__) if error is not None and status >= 500 else _OK
         events = tuple(Event("thrifty.attempt.skipped", {"thrifty.deployment": a.deployment,
                                                          "thrifty.attempt.kind": a.kind or "",
                                                          "thrifty.attempt.reason": a.error or ""})
@@ -115,17 +124,17 @@ class SpanBuilder:
         sent = trace.sent
         broken: dict[int, Any] = {}  # call index -> its failure after content
         for b in (a for a in listed if (a.error or "").startswith(_AFTER_CONTENT)):
-            opened = [i for i, (_, _, c) in enumerate(sent) if c.deployment == b.deployment and i < len(outcomes)
+            opened = [i for i, (_, _, r, _) in enumerate(sent) if r.deployment == b.deployment and i < len(outcomes)
                       and (outcomes[i].error is None or outcomes[i].kind == "continuation") and i not in broken]
             if opened:
                 broken[opened[-1]] = b
-        for i, (span_id, start, cand) in enumerate(sent):
+        for i, (span_id, start, route, model_id) in enumerate(sent):
             a = outcomes[i] if i < len(outcomes) else None
             nxt = sent[i + 1][2].deployment if i + 1 < len(sent) else None
             attrs: dict[str, Any] = {
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": cand.route.provider,
-                "gen_ai.request.model": cand.route.model, "thrifty.deployment": cand.deployment,
-                "thrifty.model": cand.model.id, "thrifty.attempt.index": i,
+                "gen_ai.operation.name": trace.operation, "gen_ai.provider.name": route.provider,
+                "gen_ai.request.model": route.model, "thrifty.deployment": route.deployment,
+                "thrifty.model": model_id, "thrifty.attempt.index": i,
             }
             if a is not None and a.status is not None:
                 attrs["http.response.status_code"] = a.status
@@ -137,11 +146,29 @@ class SpanBuilder:
             if failure is not None:
                 attrs["error.type"] = failure.kind or "error"
                 attrs["thrifty.attempt.outcome"] = (
-                    "continued" if i in broken and nxt is not None else "retried" if nxt == cand.deployment
+                    "continued" if i in broken and nxt is not None else "retried" if nxt == route.deployment
                     else "fell_back" if nxt is not None else "failed")
                 attrs["thrifty.retry.reason"] = failure.error or ""
                 status = Status(StatusCode.ERROR, failure.kind or "error")
             else:
                 attrs["thrifty.attempt.outcome"] = "ok" if a is not None else "unfinished"
-            yield self._span(trace, f"chat {cand.route.model}", span_id, parent_id, start, end, attrs,
+            yield self._span(trace, f"{trace.operation} {route.model}", span_id, parent_id, start, end, attrs,
                              SpanKind.CLIENT, status)
+
+
+def _embedding_attrs(call: EmbeddingCall, status: int, error: ThriftyError | None) -> dict[str, Any]:
+    """The SERVER span's attributes of a ``/v1/embeddings`` request (input text is never recorded)."""
+    m = call.meta
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "embeddings", "gen_ai.request.model": call.req.model,
+        "gen_ai.response.model": call.model, "gen_ai.provider.name": m.provider or "",
+        "gen_ai.usage.input_tokens": call.prompt_tokens, "thrifty.cache.outcome": m.cache,
+        "thrifty.cost_usd": m.cost_usd, "thrifty.saved_usd": m.saved_usd, "thrifty.tenant": call.tenant,
+        "thrifty.request_id": m.request_id, "thrifty.attempts": m.attempts, "thrifty.overhead_ms": m.overhead_ms,
+        "http.response.status_code": status,
+    }
+    if call.key_name is not None:
+        attrs["thrifty.virtual_key"] = call.key_name
+    if error is not None:
+        attrs["error.type"] = getattr(error, "code", None) or type(error).__name__
+    return attrs

@@ -36,8 +36,10 @@ from router.providers.base import TRACEPARENT, TRACESTATE
 
 if TYPE_CHECKING:
     from engine.config import RawConfig
+    from engine.doors.embeddings import EmbeddingCall
     from engine.errors import ThriftyError
     from engine.pipeline import Ctx
+    from models.schema import Route
     from router.candidate import Candidate
     from router.types import ChatResponse
 
@@ -90,21 +92,26 @@ def _span_id() -> int:
 class Trace:
     """One sampled request's trace ids and the attempts dispatch started; cheap, no OpenTelemetry object."""
 
-    __slots__ = ("attempts", "parent_id", "sent", "span_id", "t0", "trace_id", "wall0")
+    __slots__ = ("attempts", "operation", "parent_id", "sent", "span_id", "t0", "trace_id", "wall0")
 
-    def __init__(self, trace_id: int, parent_id: int | None, t0: int) -> None:
+    def __init__(self, trace_id: int, parent_id: int | None, t0: int, operation: str = "chat") -> None:
+        self.operation = operation  # gen_ai.operation.name: "chat" or "embeddings"
         self.trace_id = trace_id
         self.parent_id = parent_id
         self.span_id = _span_id()
         self.t0 = t0  # perf_counter_ns of Ctx.t0
         self.wall0 = time.time_ns() - (time.perf_counter_ns() - t0)
-        self.sent: list[tuple[int, int, Candidate]] = []  # (span id, perf ns, candidate) per upstream call
+        self.sent: list[tuple[int, int, Route, str]] = []  # (span id, perf ns, route, model id) per call
         self.attempts: list[Any] | None = None  # dispatch's Attempt list, once known
 
     def on_attempt(self, candidate: Candidate) -> None:
         """Called by dispatch right before each upstream call: the call carries this attempt's span."""
+        self.on_call(candidate.route, candidate.model.id)
+
+    def on_call(self, route: Route, model_id: str) -> None:
+        """Right before an upstream call of ``route`` (serving catalog model ``model_id``)."""
         span_id = _span_id()
-        self.sent.append((span_id, time.perf_counter_ns(), candidate))
+        self.sent.append((span_id, time.perf_counter_ns(), route, model_id))
         TRACEPARENT.set(f"00-{self.trace_id:032x}-{span_id:016x}-01")
 
     def wall(self, perf_ns: int) -> int:
@@ -168,7 +175,7 @@ class Tracing:
         self._thread = threading.Thread(target=self._run, name="thrifty-tracing", daemon=True)
         self._thread.start()
 
-    def begin(self, ctx: Ctx) -> Trace | None:
+    def begin(self, ctx: Ctx | EmbeddingCall, operation: str = "chat") -> Trace | None:
         """The request's trace when sampled, else None; sets what dispatch and the providers read."""
         incoming = parse_traceparent(INCOMING.get())
         # W3C: the caller's tracestate travels with its continued trace, unchanged; a new trace drops it.
@@ -181,12 +188,12 @@ class Tracing:
             # the parsed ids so that nothing else of the caller's header travels on.
             TRACEPARENT.set(f"00-{incoming[0]:032x}-{incoming[1]:016x}-{incoming[2]:02x}" if incoming else None)
             return None
-        trace = Trace(trace_id, parent, ctx.t0)
+        trace = Trace(trace_id, parent, ctx.t0, operation)
         ON_ATTEMPT.set(trace.on_attempt)
         TRACEPARENT.set(None)
         return trace
 
-    def end(self, ctx: Ctx, *, status: int, error: ThriftyError | None, raw_error: BaseException | None,
+    def end(self, ctx: Ctx | EmbeddingCall, *, status: int, error: ThriftyError | None, raw_error: BaseException | None,
             response: ChatResponse | None) -> None:
         trace = ctx.trace
         if trace is None:

@@ -37,15 +37,16 @@ from engine.types import Meta
 from models.catalog import embedding_models
 from models.schema import EmbeddingEntry, Route
 from models.tokens import estimate_tokens
-from router.errors import ProviderError
+from router.errors import Attempt, ProviderError
 from router.providers.embeddings import Embedded
 from router.types import ThriftyOptions
 
 if TYPE_CHECKING:
     from engine.server import Proxy
+    from engine.tracing import Trace
 
 
-class _Call:
+class EmbeddingCall:
     """One embeddings request's state: what it asked, what it got, what it cost."""
 
     def __init__(self, req: EmbeddingsRequest, entry: EmbeddingEntry, tenant: str, key_name: str | None) -> None:
@@ -55,6 +56,11 @@ class _Call:
         self.upstream_ns = 0
         self.prompt_tokens = 0
         self.model = entry.id
+        self.trace: Trace | None = None  # when tracing is on and this request is sampled
+
+    @property
+    def request(self) -> EmbeddingsRequest:  # what the tracer's sampler reads (``request.model``), as on Ctx
+        return self.req
 
 
 class EmbeddingsDoor:
@@ -80,7 +86,7 @@ class EmbeddingsDoor:
         started = time.perf_counter_ns()
         client_id = request.headers.get("x-request-id")
         tenant: str | None = None
-        call: _Call | None = None
+        call: EmbeddingCall | None = None
         try:
             check_request_id(client_id, limits.max_field_chars)
             tenant, key_name = self.proxy.authenticate(request)
@@ -92,8 +98,10 @@ class EmbeddingsDoor:
             entry, routes = self.routes.resolve(req.model)
             dims = dimensions_of(entry, req.dimensions)
             texts = inputs_of(req.input)
-            call = _Call(req, entry, tenant, key_name)
+            call = EmbeddingCall(req, entry, tenant, key_name)
             call.meta.simulated = self.engine.settings.simulated
+            if self.engine.tracing is not None:
+                call.trace = self.engine.tracing.begin(call, "embeddings")
             vectors = await self._vectors(call, texts, dims, routes, options)
         except Exception as exc:
             if call is not None:
@@ -105,7 +113,7 @@ class EmbeddingsDoor:
         body = encode_answer(vectors, call.model, req.encoding_format, call.prompt_tokens)
         return JSONBytes(body, headers=meta_headers(call.meta, client_id=client_id))
 
-    async def _vectors(self, call: _Call, texts: list[str], dims: int | None, routes: tuple[Route, ...],
+    async def _vectors(self, call: EmbeddingCall, texts: list[str], dims: int | None, routes: tuple[Route, ...],
                        options: Any) -> list[np.ndarray]:
         e, m = self.engine, call.meta
         cfg = e.settings.raw.cache
@@ -139,7 +147,7 @@ class EmbeddingsDoor:
                                    tokens_in=round(embedded.prompt_tokens * share[j] / total), tokens_out=0)
         return [v for v in found if v is not None]
 
-    async def _fetch(self, call: _Call, texts: list[str], dims: int | None, routes: tuple[Route, ...],
+    async def _fetch(self, call: EmbeddingCall, texts: list[str], dims: int | None, routes: tuple[Route, ...],
                      options: Any) -> Embedded:
         """The first route that answers; a failed one is counted and the next tried (no retries)."""
         e, m = self.engine, call.meta
@@ -155,15 +163,19 @@ class EmbeddingsDoor:
             for route in routes:
                 provider = self.routes.providers[route.provider]
                 t = time.perf_counter_ns()
+                if call.trace is not None:  # this call carries its own span's traceparent
+                    call.trace.on_call(route, call.entry.id)
                 try:
                     embedded: Embedded = await provider.embed(texts, route.model, dims, deadline,
                                                               native=call.entry.dimensions, user=call.req.user)
                 except ProviderError as exc:
                     e.metrics.upstream_errors.labels(route.deployment, type(exc).__name__).inc()
                     errors.append({"deployment": route.deployment, "error": str(exc), "status": exc.status})
+                    _attempted(call, route.deployment, t, exc)
                     continue
                 finally:
                     call.upstream_ns += time.perf_counter_ns() - t
+                _attempted(call, route.deployment, t, None)
                 m.attempts = len(errors) + 1
                 m.provider, call.model = route.provider, embedded.model
                 m.cost_usd = embedded.prompt_tokens * price
@@ -174,7 +186,7 @@ class EmbeddingsDoor:
         m.attempts = len(errors)
         raise UpstreamError(f"every route of {call.entry.id} failed: {errors[-1]['error']}", details=errors)
 
-    def _finish(self, call: _Call, error: BaseException | None) -> None:
+    def _finish(self, call: EmbeddingCall, error: BaseException | None) -> None:
         """Metrics and the ledger row, once per request, as the chat pipeline writes them."""
         e, m = self.engine, call.meta
         total = time.perf_counter_ns() - call.t0
@@ -195,3 +207,17 @@ class EmbeddingsDoor:
             prompt_tokens=call.prompt_tokens if m.cost_usd else 0, cost_usd=m.cost_usd, saved_usd=m.saved_usd,
             error_class=type(err).__name__ if err is not None else None, latency_ms=m.latency_ms,
             overhead_ms=m.overhead_ms, attempts=m.attempts))
+        if call.trace is not None and e.tracing is not None:
+            e.tracing.end(call, status=status, error=err, raw_error=None, response=None)
+
+
+def _attempted(call: EmbeddingCall, deployment: str, t0: int, exc: ProviderError | None) -> None:
+    """The trace's record of one upstream call (its CLIENT span's outcome); nothing when not traced."""
+    if call.trace is None:
+        return
+    elapsed = (time.perf_counter_ns() - t0) / 1e9
+    attempt = Attempt(deployment, elapsed, status=200) if exc is None else Attempt(
+        deployment, elapsed, exc.kind, exc.status, str(exc))
+    if call.trace.attempts is None:
+        call.trace.attempts = []
+    call.trace.attempts.append(attempt)

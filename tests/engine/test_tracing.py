@@ -294,3 +294,40 @@ def test_cut_stream_continued_elsewhere(serve, upstream: FakeUpstream, receiver:
     assert cut.attrs["thrifty.deployment"] != rest.attrs["thrifty.deployment"]
     assert root.attrs["thrifty.attempts"] == 3 and root.attrs["http.response.status_code"] == 200
     assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{s.span_id}-01" for s in attempts]
+
+
+def test_embeddings_request_is_traced(serve, upstream: FakeUpstream, receiver: HttpReceiver,
+                                      tmp_path: Path) -> None:
+    live, _ = serve(_cfg(tmp_path, upstream))
+    trace_id, caller_span, tp = _caller()
+    raw = _client(live.url, tp).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["traced words", "more words"])
+    assert raw.headers["x-thrifty-cache"] == "miss"
+    tokens, cost = raw.parse().usage.prompt_tokens, float(raw.headers["x-thrifty-cost-usd"])
+    spans = receiver.wait_for(trace_id, count=2)
+    root, stages, attempts = _one_request(spans)
+    assert root.name == "embeddings text-embedding-3-small" and root.parent_id == caller_span and stages == {}
+    a = root.attrs
+    assert a["gen_ai.operation.name"] == "embeddings" and a["gen_ai.request.model"] == "text-embedding-3-small"
+    assert a["gen_ai.provider.name"] == "fake" and a["gen_ai.usage.input_tokens"] == tokens > 0
+    assert a["thrifty.cache.outcome"] == "miss" and cost > 0 and a["thrifty.cost_usd"] == pytest.approx(cost)
+    assert a["thrifty.tenant"] == "default" and a["http.response.status_code"] == 200
+    assert "traced words" not in json.dumps([s.attrs for s in spans])  # input text is never a span attribute
+    (call,) = attempts
+    assert call.parent_id == root.span_id and call.attrs["gen_ai.operation.name"] == "embeddings"
+    assert call.attrs["thrifty.attempt.outcome"] == "ok" and call.attrs["http.response.status_code"] == 200
+    assert _upstream_traceparents(upstream) == [f"00-{trace_id}-{call.span_id}-01"]
+    # The same inputs again: an exact hit is a SERVER span alone (nothing went upstream).
+    trace_id2, _, tp2 = _caller()
+    _client(live.url, tp2).embeddings.create(model="text-embedding-3-small", input=["traced words", "more words"])
+    root2, _, attempts2 = _one_request(receiver.wait_for(trace_id2, count=1))
+    assert root2.attrs["thrifty.cache.outcome"] == "exact" and attempts2 == [] and root2.attrs["thrifty.saved_usd"] > 0
+    # A failed upstream: the request's span says so, each upstream call's span carries the error.
+    upstream.script(*[Reply.error_status(500, "down")] * 4)
+    trace_id3, _, tp3 = _caller()
+    with pytest.raises(openai.APIStatusError):
+        _client(live.url, tp3).embeddings.create(model="text-embedding-3-small", input="fails upstream")
+    root3, _, attempts3 = _one_request(receiver.wait_for(trace_id3, count=2))
+    assert root3.attrs["http.response.status_code"] == 502 and "error.type" in root3.attrs
+    assert attempts3 and all(s.attrs["thrifty.attempt.outcome"] in ("failed", "retried", "fell_back")
+                             for s in attempts3)
