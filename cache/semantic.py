@@ -217,9 +217,10 @@ class SemanticCache:
                     (eid, e, sc, v) for (eid, e, sc), v in zip(found, verdicts, strict=True)
                 )
             # One at a time: a candidate is read and verified only if the better ones were refused.
-            verify = policy.verify if timing is None else _timed(policy.verify, timing)
+            if timing is not None:
+                return self._first_hit(_timed(live, policy.verify, scope.text, threshold, timing))
             return self._first_hit(
-                (eid, e, sc, verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
+                (eid, e, sc, policy.verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
             )
 
     def _live(
@@ -499,13 +500,14 @@ class SemanticCache:
         return CacheStats(count, size, parts, len(self._index), seq=self._applied, **counters)
 
 
-def _timed(verify: Callable[..., Any], timing: dict[str, float]) -> Callable[..., Any]:
-    """``verify`` that adds each call's time to ``timing["verify_ms"]`` (made only when timing is asked for,
-    so an untimed lookup allocates nothing more)."""
-    def timed(*args: Any) -> Any:
+def _timed(live: Iterable[tuple[int, Entry, float]], verify: Callable[..., Any], text: str,
+           threshold: float | None, timing: dict[str, float]) -> Iterator[tuple[int, Entry, float, Any]]:
+    """``live`` judged by ``verify``, the verifier's time so far in ``timing["verify_ms"]`` after each call
+    (kept up to date, as the caller stops at the first accepted candidate)."""
+    spent = 0
+    for entry_id, entry, score in live:
         t0 = time.perf_counter_ns()
-        try:
-            return verify(*args)
-        finally:
-            timing["verify_ms"] = timing.get("verify_ms", 0.0) + (time.perf_counter_ns() - t0) / 1e6
-    return timed
+        verdict = verify(text, entry.text, score, threshold)
+        spent += time.perf_counter_ns() - t0
+        timing["verify_ms"] = spent / 1e6
+        yield entry_id, entry, score, verdict

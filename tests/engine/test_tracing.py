@@ -331,3 +331,23 @@ def test_embeddings_request_is_traced(serve, upstream: FakeUpstream, receiver: H
     assert root3.attrs["http.response.status_code"] == 502 and "error.type" in root3.attrs
     assert attempts3 and all(s.attrs["thrifty.attempt.outcome"] in ("failed", "retried", "fell_back")
                              for s in attempts3)
+
+
+def test_cache_lookup_reports_verify_time_only_when_asked(tmp_path: Path) -> None:
+    from cache import CacheConfig, EntryMeta, HashingEncoder, SemanticCache, scope
+    from router.types import ChatRequest, Message
+
+    enc = HashingEncoder(64)
+    ask = lambda text: scope(ChatRequest(model="auto", messages=[Message(role="user", content=text)]))  # noqa: E731
+    with SemanticCache.open(tmp_path / "c", "hashing-64", 64, CacheConfig(durable=False)) as c:
+        stored = ask("how many moons does planet number 5 have")
+        c.insert(stored, enc.encode([stored.text])[0], b"five", EntryMeta())
+        vec = enc.encode([stored.text])[0]
+        timing: dict[str, float] = {}
+        hit = c.lookup(stored, vec, timing=timing)
+        assert hit is not None and hit.response == b"five" and timing["verify_ms"] > 0
+        assert c.lookup(stored, vec).response == b"five"  # the same answer untimed
+        far = ask("zzz qqq")
+        untouched: dict[str, float] = {}
+        assert c.lookup(far, enc.encode([far.text])[0], timing=untouched) is None
+        assert untouched == {}  # no candidate above the bar: no verifier ran
