@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
-import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -200,21 +198,8 @@ def _check_payload(payload: bytes) -> None:
 
 
 def parse_since(raw: str | None) -> float | None:
-    """``?since=``: a unix timestamp or an ISO 8601 date or datetime (UTC unless it says otherwise)."""
-    if not raw:
-        return None
-    try:
-        ts = float(raw)
-    except ValueError:
-        try:
-            when = datetime.fromisoformat(raw)
-        except ValueError:
-            raise RequestError(f"since must be a unix timestamp or an ISO 8601 date, got {raw[:40]!r}",
-                               param="since") from None
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    if not math.isfinite(ts):
-        raise RequestError(f"since must be a finite unix timestamp, got {raw[:40]!r}", param="since")
-    return ts
+    """``?since=``: what :func:`engine.export.parse_time` reads (unix ts, ISO 8601, ``7d``), or None."""
+    return parse_time(raw, param="since") if raw else None
 
 
 def admin_routes(engine: Engine) -> list[Route]:
