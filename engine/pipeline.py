@@ -102,7 +102,9 @@ class Pipeline:
         ctx.scope = scope(ctx.request, namespace=namespace, tenant=owner)
         ctx.lap("scope")
         if reads(ctx.mode):
-            hit = e.cache.lookup_exact(ctx.scope) or e.pending_exact(ctx.scope)
+            # In-flight writes first: an entry leaves that map only after its commit is visible, so asking
+            # the store first could miss it in both places while it moves (and fall through to semantic).
+            hit = e.pending_exact(ctx.scope) or e.cache.lookup_exact(ctx.scope)
             ctx.lap("exact")
             if hit is not None:
                 return self._served(ctx, hit, "exact")
