@@ -123,7 +123,7 @@ class EmbeddingsDoor:
         found: list[np.ndarray | None] = [None] * len(texts)
         if reads(mode):
             for i, s in enumerate(scopes):
-                hit = e.cache.lookup_exact(s) or e.pending_exact(s)
+                hit = e.pending_exact(s) or e.cache.lookup_exact(s)  # in-flight first (see Pipeline.lookup)
                 if hit is not None:
                     found[i] = np.frombuffer(hit.response, dtype="<f4")
                     m.saved_usd += hit.cost_usd

@@ -41,7 +41,7 @@ class ResponseStore:
             raise RequestError("previous_response_id: this gateway stores no responses (cache.enabled is false); "
                                "send the earlier turns as input items", param="previous_response_id")
         scope = exact_scope(tenant, _NAMESPACE, _KIND, response_id)
-        hit = self.e.cache.lookup_exact(scope) or self.e.pending_exact(scope)
+        hit = self.e.pending_exact(scope) or self.e.cache.lookup_exact(scope)  # in-flight first
         if hit is None:
             raise RequestError(f"previous_response_id: no stored response {response_id!r} for this key (never "
                                "stored, made with store=false, expired or evicted)", param="previous_response_id")
