@@ -11,6 +11,8 @@
     GET    /admin/usage/export           the ledger as a file (?since=&until=&format=parquet|csv|jsonl), streamed
     GET    /admin/requests               ledger rows, newest first (?tenant=&key=&model=&provider=&cache=
                                          &status=&since=&until=&limit=&cursor=) -> {"data", "next_cursor"}
+    GET    /admin/audit                  run-time changes, newest first (?limit=&before=&action=)
+                                         -> {"data", "next_before"}
     POST   /admin/cache/import           JSONL body -> {"imported": n}
 """
 
@@ -174,6 +176,18 @@ class Admin:
         await self.engine.flush()
         return _ok(await asyncio.to_thread(request_page, self.engine.ledger, request.query_params))
 
+    async def audit(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            raise RequestError(f"limit must be an integer, got {q.get('limit')!r}") from None
+        if not 1 <= limit <= 1000:
+            raise RequestError(f"limit must be between 1 and 1000, got {limit}")
+        before = parse_time(q["before"], param="before") if q.get("before") else None
+        rows = await asyncio.to_thread(self.engine.audit.recent, limit, before, q.get("action") or None)
+        return _ok({"data": rows, "next_before": rows[-1].ts if len(rows) == limit else None})
+
     async def import_(self, request: Request) -> Response:
         body = await request.body()
         return _ok({"imported": import_checked(self.engine.cache, io.BytesIO(body))})
@@ -217,4 +231,5 @@ def admin_routes(engine: Engine) -> list[Route]:
         Route("/admin/cache/import", g(a.import_), methods=["POST"]),
         Route("/admin/usage/export", g(a.usage_export), methods=["GET"]),
         Route("/admin/requests", g(a.requests), methods=["GET"]),
+        Route("/admin/audit", g(a.audit), methods=["GET"]),
     ]

@@ -19,10 +19,12 @@ import numpy as np
 from cache import Hit, namespace_problem
 from engine import config as config_mod
 from engine._export_schedule import scheduled_export
+from engine.audit import AuditLog
 from engine.budgets import BudgetTracker, LocalBudgetStore
 from engine.errors import RequestError, ThriftyError, translate
 from engine.ledger import Ledger, UsageRecord, routing_of
 from engine.metrics import Metrics, label
+from engine.overlay import Overlay
 from engine.pipeline import Ctx, EngineStream, Pipeline
 from engine.tracing import build_tracing
 from engine.types import ChatRequest, Completion, ThriftyOptions
@@ -60,6 +62,8 @@ class Engine:
         lcfg = self.settings.raw.ledger
         self.ledger = Ledger(self.settings.data_dir / "ledger.sqlite3", log_content=self.settings.raw.log_content,
                              flush_interval=lcfg.flush_interval_s, journal=lcfg.journal, owner=self.worker)
+        self.audit = AuditLog(self.settings.data_dir / "audit.sqlite3")  # run-time changes: who, when, old -> new
+        self.overlay = Overlay(self)  # run-time controls, persisted to <data_dir>/overlay.yaml
         self.budgets = BudgetTracker(
             self.settings.budgets, store_factory=self._budget_store,
             on_warn=lambda subject, period, spent, soft: self.metrics.budget_warnings.labels(subject, period).inc(),
@@ -128,6 +132,7 @@ class Engine:
         else:
             asyncio.run(self.aclose())
         self.ledger.close()
+        self.audit.close()
 
     async def flush(self) -> None:
         """Wait until every cache write and ledger row queued so far has landed."""
@@ -248,6 +253,17 @@ class Engine:
 
     def cache_stats(self) -> Any:
         return self.cache.stats()
+
+    def reconfigure(self, settings: config_mod.Settings) -> None:
+        """Apply run-time changes (engine.overlay: routing, cache mode/threshold/TTL, budgets, model
+        lists) to the running engine. The pipeline reads cache mode and TTL from ``settings`` per request."""
+        self.parts.reconfigure(settings)  # first: raises ConfigError, with nothing changed, if it cannot build
+        old = self.settings.raw.cache
+        self.settings = settings
+        self.budgets.configure(settings.budgets)
+        new = settings.raw.cache
+        if self._cache is not None and (old.policy, old.threshold) != (new.policy, new.threshold):
+            self._cache.policy = self.parts.hit_policy()
 
     def routing_rules(self) -> Any:
         return self.parts.rules()
