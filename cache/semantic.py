@@ -99,6 +99,8 @@ class Hit(msgspec.Struct, frozen=True):
     cost_usd: float
     tokens_in: int
     tokens_out: int
+    score: float | None = None  # the hit policy's Verdict.score (None for exact hits)
+    explore: bool = False  # the adaptive gate wants a fresh answer compared with this one (not served)
 
 
 class CacheStats(msgspec.Struct):
@@ -114,9 +116,10 @@ class CacheStats(msgspec.Struct):
     evicted: int
     expired: int
     seq: int
+    explored: int = 0  # candidates the adaptive gate sent to a fresh answer and a comparison
 
 
-_COUNTERS = ("exact_hits", "semantic_hits", "misses", "rejected", "inserts", "evicted", "expired")
+_COUNTERS = ("exact_hits", "semantic_hits", "misses", "rejected", "inserts", "evicted", "expired", "explored")
 
 
 class SemanticCache:
@@ -138,6 +141,13 @@ class SemanticCache:
         self._closed = False
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        # Told of every insert, delete and purge made through this facade (engine/state/replication.py
+        # sends them to the other replicas); None: nobody listens, nothing extra is done.
+        self.listener: Any = None
+        # cache.adaptive.AdaptiveGate when adaptive thresholds or near-miss approvals are on (set by the owner);
+        # gate_adaptive: the gate decides every candidate above its floor, else it only adds approved near misses.
+        self.gate: Any = None
+        self.gate_adaptive = False
         self._load_index()
 
     @classmethod
@@ -190,13 +200,17 @@ class SemanticCache:
         return self._hit(found[0], found[1], 1.0, "exact")
 
     def lookup(self, scope: Scope, vector: np.ndarray, threshold: float | None = None,
-               timing: dict[str, float] | None = None) -> Hit | None:
+               timing: dict[str, float] | None = None, probe: dict[str, Any] | None = None) -> Hit | None:
         """The best verified neighbour of ``vector`` in ``scope``'s partition only, or None. When ``timing``
-        is given and a verifier ran, ``timing["verify_ms"]`` receives the verifier's time (all its calls)."""
+        is given and a verifier ran, ``timing["verify_ms"]`` receives the verifier's time (all its calls).
+        ``probe`` (``{"margin": m}``): on a miss, ``probe["near"] = (entry id, score, response)`` names the best
+        candidate refused only for scoring less than ``m`` below the threshold (a near miss to judge later)."""
         if scope.exact_only:
             return None
         self.catch_up()
         policy = self.policy
+        if self.gate is not None or probe is not None:
+            return self._lookup_gated(scope, vector, threshold, probe)
         ids, scores = self._index.search(scope.partition, vector, policy.top_k)
         bar = policy.first_bar if threshold is None else min(policy.first_bar, threshold)
         if not len(scores) or scores[0] < bar:
@@ -223,6 +237,60 @@ class SemanticCache:
                 (eid, e, sc, policy.verify(scope.text, e.text, sc, threshold)) for eid, e, sc in live
             )
 
+    def candidates(self, scope: Scope, vector: np.ndarray, k: int | None = None) -> list[tuple[int, Entry, float]]:
+        """The ``k`` (default: the policy's top_k) nearest unexpired entries of ``scope``'s partition with
+        their cosine similarity, best first: what :meth:`lookup` would judge, without judging them or
+        counting anything (the dashboard's "what would this prompt hit?")."""
+        if scope.exact_only:
+            return []
+        self.catch_up()
+        ids, scores = self._index.search(scope.partition, vector, k or self.policy.top_k)
+        with self.store.read() as txn:
+            return list(self._live(ids.tolist(), scores.tolist(), -1.0, txn, time.time()))
+
+    def _lookup_gated(self, scope: Scope, vector: np.ndarray, threshold: float | None,
+                      probe: dict[str, Any] | None) -> Hit | None:
+        """``lookup`` with the adaptive gate and/or a near-miss probe (one candidate verified at a time)."""
+        policy, gate = self.policy, self.gate
+        static = policy.threshold if threshold is None else threshold
+        adaptive = gate is not None and self.gate_adaptive and threshold is None
+        verify_at = min(static, gate.floor) if adaptive else threshold  # the gate decides above its floor
+        ids, scores = self._index.search(scope.partition, vector, policy.top_k)
+        low = static - float(probe.get("margin", 0.0)) if probe is not None else static
+        if gate is not None:
+            low = min(low, gate.floor)
+        bar = min(policy.first_bar, low)
+        if not len(scores) or scores[0] < bar:
+            self._count("misses")
+            return None
+        now = time.time()
+        with self.store.read() as txn:
+            for entry_id, entry, sc in self._live(ids.tolist(), scores.tolist(), bar, txn, now):
+                verdict = policy.verify(scope.text, entry.text, sc, verify_at)
+                score, reason = float(getattr(verdict, "score", sc)), verdict.reason
+                if adaptive and verdict.accept and reason != "identical":
+                    decision = gate.decide(scope.namespace, entry_id, score)
+                    if decision == "explore":
+                        self._count("explored")
+                        return Hit(entry_id, entry.response, sc, entry.text, "explore", entry.model, entry.cost_usd,
+                                   entry.tokens_in, entry.tokens_out, score, True)
+                    if decision == "refuse":
+                        self._count("rejected")
+                        continue
+                elif not verdict.accept:
+                    below = verdict.reason == "below threshold"
+                    if below and gate is not None and gate.approved(scope.namespace, entry_id, score):
+                        reason = "approved near miss"
+                    else:
+                        if below and probe is not None and "near" not in probe and score >= low:
+                            probe["near"] = (entry_id, score, entry.response)
+                        self._count("rejected")
+                        continue
+                self._count("semantic_hits")
+                return self._hit(entry_id, entry, sc, reason, score)
+        self._count("misses")
+        return None
+
     def _live(
         self, ids: list[int], scores: list[float], bar: float, txn: Any, now: float
     ) -> Iterator[tuple[int, Entry, float]]:
@@ -239,7 +307,7 @@ class SemanticCache:
         for entry_id, entry, score, verdict in judged:
             if verdict.accept:
                 self._count("semantic_hits")
-                return self._hit(entry_id, entry, score, verdict.reason)
+                return self._hit(entry_id, entry, score, verdict.reason, float(getattr(verdict, "score", score)))
             self._count("rejected")
         self._count("misses")
         return None
@@ -248,17 +316,20 @@ class SemanticCache:
         with self._mu:
             self._n[name] += n
 
-    def _hit(self, entry_id: int, e: Entry, similarity: float, reason: str) -> Hit:
+    def _hit(self, entry_id: int, e: Entry, similarity: float, reason: str, score: float | None = None) -> Hit:
         with self._mu:
             count, _ = self._hits.get(entry_id, (0, 0.0))
             self._hits[entry_id] = (count + 1, time.time())
-        return Hit(entry_id, e.response, similarity, e.text, reason, e.model, e.cost_usd, e.tokens_in, e.tokens_out)
+        return Hit(entry_id, e.response, similarity, e.text, reason, e.model, e.cost_usd, e.tokens_in, e.tokens_out,
+                   score)
 
     # ------------------------------------------------------------------------------------ writes
     def insert(self, scope: Scope, vector: np.ndarray | None, response: bytes, meta: EntryMeta | None = None) -> int:
         """Store ``response`` for ``scope``; ``vector`` may be None for exact-only scopes. The entry id."""
         entry, vec = self._entry(scope, vector, response, meta)
         entry_id = self.store.insert(entry, vec, on_full=self._evict_for_space)
+        if self.listener is not None:
+            self.listener.inserted([(entry, vec)])
         self._count("inserts")
         self.catch_up(force=True)
         self._enforce_bounds(limit=self.config.evict_batch)  # bounded: the sweeper finishes the job
@@ -271,6 +342,8 @@ class SemanticCache:
         Every item is checked before anything is written, so a bad one stores none."""
         built = [self._entry(*item) for item in items]
         ids = self.store.insert_many(built, on_full=self._evict_for_space)
+        if self.listener is not None:
+            self.listener.inserted(built)
         self._count("inserts", len(ids))
         self.catch_up(force=True)
         self._enforce_bounds(limit=self.config.evict_batch)
@@ -297,7 +370,10 @@ class SemanticCache:
         return entry, vec
 
     def delete(self, entry_id: int) -> bool:
+        gone = self.store.get(entry_id) if self.listener is not None else None
         removed = self.store.delete([entry_id])
+        if removed and gone is not None:
+            self.listener.deleted([gone])
         self.catch_up(force=True)
         return bool(removed)
 
@@ -305,8 +381,29 @@ class SemanticCache:
         """Delete every entry of ``namespace``; the number deleted."""
         ids = self.store.namespace_ids(namespace)
         removed = sum(self.store.delete(ids[i : i + 5000]) for i in range(0, len(ids), 5000))
+        if self.listener is not None:
+            self.listener.purged(namespace)
         self.catch_up(force=True)
         return removed
+
+    def apply_replicated(self, adds: Sequence[tuple[Entry, np.ndarray | None]] = (),
+                         deletes: Sequence[tuple[bytes, float]] = (), purges: Sequence[str] = ()) -> None:
+        """Another replica's changes (engine/state/replication.py), applied without telling ``listener``:
+        purges by namespace, deletes by exact key (only an entry created no later than the one deleted
+        there), then entries as they were stored there (an entry replaces one with its exact key)."""
+        for namespace in purges:
+            ids = self.store.namespace_ids(namespace)
+            for i in range(0, len(ids), 5000):
+                self.store.delete(ids[i : i + 5000])
+        doomed = [found[0] for key, created in deletes
+                  if (found := self.store.get_exact(key)) is not None and found[1].created <= created]
+        self.store.delete(doomed)
+        if adds:
+            self.store.insert_many(list(adds), on_full=self._evict_for_space)
+            self._count("inserts", len(adds))
+        self.catch_up(force=True)
+        if adds:
+            self._enforce_bounds(limit=self.config.evict_batch)
 
     def _checked(self, vector: np.ndarray) -> np.ndarray:
         v = np.asarray(vector, dtype=np.float32).reshape(-1)

@@ -14,6 +14,8 @@
     GET    /admin/audit                  run-time changes, newest first (?limit=&before=&action=)
                                          -> {"data", "next_before"}
     POST   /admin/cache/import           JSONL body -> {"imported": n}
+    GET    /admin/experiments[/{name}]   experiments, one with its report; POST to create, and
+                                         .../promote|rollback|stop|resume|weights (engine._experiment_admin)
 """
 
 from __future__ import annotations
@@ -66,31 +68,38 @@ def redacted_config(engine: Engine) -> dict[str, Any]:
 
 class Admin:
     def __init__(self, engine: Engine) -> None:
+        from engine.ui import Sessions
+
         self.engine = engine
+        self.sessions = Sessions(engine.settings.data_dir / "ui_sessions.sqlite3")  # opened on first use
 
     def guarded(self, handler: Handler) -> Handler:
         from engine.server import error_response
 
         async def endpoint(request: Request) -> Response:
             try:
-                self.check(request)
+                request.state.actor = self.check(request)
                 return await handler(request)
             except Exception as exc:
                 return error_response(exc)
 
         return endpoint
 
-    def check(self, request: Request) -> None:
+    def check(self, request: Request) -> str:
+        """Who is calling (the audit's actor): the admin key, or a dashboard session (engine.ui)."""
         admin_key = self.engine.settings.admin_key
         if admin_key is None:
             env = self.engine.settings.raw.server.admin_key_env
             raise ForbiddenError(f"the admin API is disabled: set the {env} environment variable")
         auth = request.headers.get("authorization", "")
         token = request.headers.get("x-thrifty-admin-key") or (auth[7:].strip() if auth[:7].lower() == "bearer " else "")
+        if not token and self.sessions.cookie_of(request):
+            return self.sessions.actor(request)  # AuthError when unknown or expired; CSRF checked on writes
         if not token:
             raise AuthError("missing admin key")
         if not hmac.compare_digest(token.encode(), admin_key.encode()):
             raise AuthError("invalid admin key")
+        return "admin-key"
 
     async def config(self, request: Request) -> Response:
         return _ok(redacted_config(self.engine))
@@ -101,6 +110,10 @@ class Admin:
         await self.engine.flush()
         summary = self.engine.ledger.summary(since=since, tenant=tenant)
         summary["cache"] = msgspec.to_builtins(self.engine.cache_stats())
+        from engine.feedback import quality
+
+        # per namespace: hit rate, money saved, the false-hit estimate of shadow verdicts and feedback
+        summary["quality"] = await asyncio.to_thread(quality, self.engine, tenant=tenant, since=since)
         summary["budgets"] = msgspec.to_builtins(self.engine.budgets.states())
         return _ok(summary)
 
@@ -122,8 +135,12 @@ class Admin:
             raise RequestError(f"malformed JSON: {exc}") from exc
 
     async def put_rules(self, request: Request) -> Response:
-        rules = self.engine.set_routing_rules(await self.json_body(request))
-        return _ok(msgspec.to_builtins(rules))
+        body = await self.json_body(request)
+        if not isinstance(body, list):
+            raise RequestError("routing rules must be a JSON list of rule objects")
+        # Through the overlay: applied live, persisted across restarts and audited.
+        await asyncio.to_thread(self.engine.overlay.apply, {"routing": {"rules": body}}, request.state.actor)
+        return _ok(msgspec.to_builtins(self.engine.routing_rules()))
 
     async def purge(self, request: Request) -> Response:
         data = await self.json_body(request, empty={})
@@ -217,6 +234,10 @@ def parse_since(raw: str | None) -> float | None:
 
 
 def admin_routes(engine: Engine) -> list[Route]:
+    from engine._experiment_admin import experiment_routes
+
+    from engine.ui import dashboard_routes
+
     a = Admin(engine)
     g = a.guarded
     return [
@@ -232,4 +253,6 @@ def admin_routes(engine: Engine) -> list[Route]:
         Route("/admin/usage/export", g(a.usage_export), methods=["GET"]),
         Route("/admin/requests", g(a.requests), methods=["GET"]),
         Route("/admin/audit", g(a.audit), methods=["GET"]),
+        *experiment_routes(a),  # /admin/experiments[/{name}[/promote|rollback|stop|resume|weights|plot.png]]
+        *dashboard_routes(a),  # /admin/controls, overview, providers, cache probe; /ui and its login
     ]

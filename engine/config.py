@@ -15,10 +15,13 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from cache.adaptive import AdaptiveConfig
 from cache.scope import namespace_problem
 from cache.semantic import MAX_TTL_S
 from engine.budgets import BudgetConfig
 from engine.errors import ConfigError
+from engine.experiments import ExperimentConfig
+from engine.state.config import RateLimitConfig, StateConfig
 from models.schema import ModelEntry
 from router.providers.config import ProviderConfig
 from router.rules import RoutingRule
@@ -53,6 +56,43 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     access_log: Literal["text", "json", "off"] = "text"
 
 
+class ShadowConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``cache.shadow`` (engine/shadow.py): in these namespaces a would-be hit is not served; a fresh answer is,
+    and the two are compared off the request path into a label."""
+
+    namespaces: tuple[str, ...] = ()  # namespace names as requested ("faq"; "*" = every namespace)
+    sample: float = 1.0  # fraction of those namespaces' requests shadowed
+    # How a text answer is compared: "encoder" (cosine of the two answers with the cache's encoder, a match at
+    # or above text_threshold) or "judge" (judge_model asked through the dispatcher, off the request path).
+    compare: Literal["encoder", "judge"] = "encoder"
+    text_threshold: float = 0.90
+    judge_model: str | None = None
+    max_pending: int = 256  # comparisons waiting at most; more are dropped (counted), never queued on a request
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample <= 1.0:
+            raise ValueError(f"shadow.sample must be between 0 and 1, got {self.sample}")
+        if not 0.0 <= self.text_threshold <= 1.0:
+            raise ValueError(f"shadow.text_threshold must be between 0 and 1, got {self.text_threshold}")
+        if self.compare == "judge" and not self.judge_model:
+            raise ValueError("shadow.compare: judge needs shadow.judge_model (a catalog model id)")
+        if self.max_pending < 1:
+            raise ValueError("shadow.max_pending must be at least 1")
+
+
+class NearMissConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``cache.near_miss``: after a miss whose best candidate scored less than ``margin`` under the threshold,
+    its answer is compared with the fresh one off the request path; an approval is a label, and later requests
+    as close to that entry are served."""
+
+    enabled: bool = False
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.margin <= 0.5:
+            raise ValueError(f"near_miss.margin must be in (0, 0.5], got {self.margin}")
+
+
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     mode: CacheMode = "on"  # default per-request mode
@@ -69,6 +109,9 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # fsync every cache write? Off by default: a killed process loses nothing either way, and a power
     # loss costs at most the last few entries of a cache, which is cheaper than a disk flush per answer.
     durable: bool = False
+    shadow: ShadowConfig = ShadowConfig()  # engine/shadow.py
+    adaptive: AdaptiveConfig = AdaptiveConfig()  # cache/adaptive.py: per-entry thresholds under an error bound
+    near_miss: NearMissConfig = NearMissConfig()
 
     def __post_init__(self) -> None:
         if self.ttl_s is not None and not 0 < self.ttl_s <= MAX_TTL_S:  # refuses nan, inf and 1e300
@@ -100,6 +143,7 @@ class VirtualKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key: str | None = None
     key_env: str | None = None
     budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None  # requests and tokens per minute (engine/state/ratelimit.py)
 
 
 class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,6 +155,7 @@ class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_models: tuple[str, ...] = ()
     deny_models: tuple[str, ...] = ()
     budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None  # requests and tokens per minute (engine/state/ratelimit.py)
 
     def __post_init__(self) -> None:
         for name in (self.namespace, *self.shared_namespaces):
@@ -168,6 +213,10 @@ class RawConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ledger: LedgerConfig = LedgerConfig()
     export: ExportConfig = ExportConfig()
     tracing: TracingConfig = TracingConfig()
+    # Shared state across replicas (engine/state): "redis://host:port/0" or a mapping (StateConfig).
+    state: str | StateConfig | None = None
+    # A/B splits of traffic between arms (engine/experiments.py, README "Experiments").
+    experiments: tuple[ExperimentConfig, ...] = ()
 
 
 # Providers enabled automatically, with no config file, when their key is in the environment.
@@ -196,6 +245,8 @@ class Settings(msgspec.Struct, frozen=True):
     budgets: dict[str, BudgetConfig]  # "tenant:x" / "key:y" -> budget
     admin_key: str | None
     notes: tuple[str, ...]  # what start-up should say
+    state: StateConfig | None = None  # shared state (Redis); None: everything local
+    rate_limits: dict[str, RateLimitConfig] = {}  # "tenant:x" / "key:y" -> limit
 
 
 def _error_path(exc: msgspec.ValidationError) -> str:
@@ -279,6 +330,7 @@ def resolve(raw: RawConfig, source: str) -> Settings:
         raise ConfigError(f"{source}: providers: duplicate provider names in {names}")
     keys, budgets = _keys(raw, source)
     data_dir = Path(os.environ.get("THRIFTY_DATA_DIR", raw.data_dir)).expanduser()
+    state = _state(raw, source)
     return Settings(
         raw=raw,
         source=source,
@@ -289,9 +341,39 @@ def resolve(raw: RawConfig, source: str) -> Settings:
         budgets=budgets,
         admin_key=os.environ.get(raw.server.admin_key_env) or None,
         notes=tuple(notes),
+        state=state,
+        rate_limits=_rate_limits(raw),
     )
 
 
+def _state(raw: RawConfig, source: str) -> StateConfig | None:
+    """``state`` as a StateConfig; ``THRIFTY_REDIS_URL`` sets or overrides its url."""
+    env = os.environ.get("THRIFTY_REDIS_URL")
+    state = raw.state
+    try:
+        if isinstance(state, str):
+            state = StateConfig(url=state)
+        if env:
+            state = StateConfig(url=env) if state is None else msgspec.structs.replace(state, url=env)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: state: {exc}" if not env else f"THRIFTY_REDIS_URL: {exc}") from exc
+    return state
+
+
+def _rate_limits(raw: RawConfig) -> dict[str, RateLimitConfig]:
+    out: dict[str, RateLimitConfig] = {}
+    for tenant, cfg in raw.tenants.items():
+        if cfg.rate_limit is not None:
+            out[f"tenant:{tenant}"] = cfg.rate_limit
+        out.update({f"key:{vk.name}": vk.rate_limit for vk in cfg.keys if vk.rate_limit is not None})
+    return out
+
+
 def load(source: str | Path | dict[str, Any] | None = None) -> Settings:
+    """Both phases, with the data dir's run-time overlay (``engine.overlay``) merged over the config."""
+    from engine.overlay import apply_file
+
     raw, name = load_raw(source)
-    return resolve(raw, name)
+    raw, note = apply_file(raw)
+    settings = resolve(raw, name)
+    return msgspec.structs.replace(settings, notes=(*settings.notes, note)) if note else settings

@@ -30,10 +30,13 @@ HEADERS: dict[str, str] = {
     "x-thrifty-ttft-s": "ttft_s",
     "x-thrifty-stall-s": "stall_s",
     "x-thrifty-deadline-s": "deadline_s",
+    "x-thrifty-shadow": "shadow",
 }
 _FIELD_TO_HEADER = {v: k for k, v in HEADERS.items()}
 _NUMERIC = {"ttl", "threshold", "quality_target", "max_cost_usd", "ttft_s", "stall_s", "deadline_s"}
 _LIMITS = ("ttft_s", "stall_s", "deadline_s")  # dispatch limits, in seconds
+_BOOLEAN = {"shadow"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def options_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
@@ -42,7 +45,12 @@ def options_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
         value = headers.get(header)
         if value is None:
             continue
-        if field in _NUMERIC:
+        if field in _BOOLEAN:
+            flag = value.strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise RequestError(f"header {header}: expected true or false, got {value[:40]!r}", param=header)
+            out[field] = flag in _TRUE
+        elif field in _NUMERIC:
             try:
                 out[field] = float(value)
             except ValueError:

@@ -20,12 +20,14 @@ from cache import Hit, namespace_problem
 from engine import config as config_mod
 from engine._export_schedule import scheduled_export
 from engine.audit import AuditLog
-from engine.budgets import BudgetTracker, LocalBudgetStore
+from engine.budgets import BudgetStore, BudgetTracker, LocalBudgetStore
 from engine.errors import RequestError, ThriftyError, translate
 from engine.ledger import Ledger, UsageRecord, routing_of
 from engine.metrics import Metrics, label
 from engine.overlay import Overlay
 from engine.pipeline import Ctx, EngineStream, Pipeline
+from engine.state import build_state
+from engine.state.ratelimit import RateLimits
 from engine.tracing import build_tracing
 from engine.types import ChatRequest, Completion, ThriftyOptions
 from router.types import ChatChunk, ChatResponse, text_of
@@ -64,6 +66,9 @@ class Engine:
                              flush_interval=lcfg.flush_interval_s, journal=lcfg.journal, owner=self.worker)
         self.audit = AuditLog(self.settings.data_dir / "audit.sqlite3")  # run-time changes: who, when, old -> new
         self.overlay = Overlay(self)  # run-time controls, persisted to <data_dir>/overlay.yaml
+        # Shared state across replicas (engine/state): None without ``state:``, and redis is not imported then.
+        self.state = build_state(self.settings, self.metrics, self.worker)
+        self.rate_limits = RateLimits(self.settings.rate_limits, self.state.rate_limiter if self.state else None)
         self.budgets = BudgetTracker(
             self.settings.budgets, store_factory=self._budget_store,
             on_warn=lambda subject, period, spent, soft: self.metrics.budget_warnings.labels(subject, period).inc(),
@@ -73,7 +78,16 @@ class Engine:
         self.dispatcher = self.parts.dispatcher
         self.metrics.watch_open_circuits(self.parts.open_circuits)
         self.dispatcher.on_bad_events = lambda deployment, n: self.metrics.stream_bad_events.labels(deployment).inc(n)
+        from engine.experiments import build_experiments
+
+        self.experiments = build_experiments(self.settings, self.catalog, self.parts.providers, audit=self.audit,
+                                             metrics=self.metrics)
         self.pipeline = Pipeline(self)
+        from engine.shadow import ShadowWorker
+
+        cache_cfg = self.settings.raw.cache
+        self.shadow = ShadowWorker(self, cache_cfg.shadow)  # shadow mode, explorations, near misses (engine.shadow)
+        self.near_margin: float | None = cache_cfg.near_miss.margin if cache_cfg.near_miss.enabled else None
         self._exporter: Any = None  # the scheduled usage export, started with the server
         self._cache: Any = None
         self._start_lock = threading.Lock()
@@ -97,14 +111,45 @@ class Engine:
             with self._start_lock:
                 if self._cache is None:
                     self._cache = self.parts.open_cache()
+                    self._attach_gate(self._cache)
                     self._cache.start_sweeper()  # TTL expiry, eviction, hit counts, snapshots: off the request path
         return self._cache
+
+    def _attach_gate(self, cache: Any) -> None:
+        """The adaptive gate (cache.adaptive) when adaptive thresholds or near-miss approvals are on."""
+        cfg = self.settings.raw.cache
+        if not (cfg.adaptive.enabled or cfg.near_miss.enabled):
+            return
+        from cache.adaptive import AdaptiveGate
+
+        cache.gate = AdaptiveGate(cfg.adaptive, self.settings.data_dir / "cache" / "adaptive.sqlite3")
+        cache.gate_adaptive = cfg.adaptive.enabled
+
+    @property
+    def gate(self) -> Any:
+        """The cache's adaptive gate, or None."""
+        return self.cache.gate
+
+    async def feedback(self, request_id: str, *, rating: str | None = None, score: float | None = None,
+                       correct_answer: str | None = None, tenant: str = "default") -> Any:
+        """Rate a request's answer (``rating`` good|bad, or ``score`` in [0, 1]). A cached answer rated bad is
+        withdrawn from the cache at once. Only ``tenant``'s own requests can be rated. See engine.feedback."""
+        from engine.feedback import FeedbackRequest, apply_feedback
+
+        body = FeedbackRequest(request_id=request_id, rating=rating, score=score,  # type: ignore[arg-type]
+                               correct_answer=correct_answer)
+        return await apply_feedback(self, body, tenant)
+
+    def feedback_sync(self, request_id: str, **kw: Any) -> Any:
+        return self._loop().run(self.feedback(request_id, **kw))
 
     async def start(self) -> None:
         """Open the cache, warm the encoder and build the providers' clients, so the first request
         does not pay for them."""
         self.dispatcher.warm()
         _ = self.cache
+        if self.state is not None:  # replication, circuit subscription, Redis health probing
+            self.state.start(self.cache, self.dispatcher.breakers, probe_ttl_s=self.settings.raw.dispatch.deadline_s)
         if self._exporter is None:
             self._exporter = scheduled_export(self.settings)
             if self._exporter is not None:
@@ -118,9 +163,15 @@ class Engine:
         await self.dispatcher.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the last requests' spans first
+        await self.shadow.drain()
         await self.flush()
         await asyncio.to_thread(self.budgets.close)
+        if self.state is not None:  # the last cache writes are published before the cache closes
+            await self.state.aclose(self._cache)
+            await asyncio.to_thread(self.state.close)
         if self._cache is not None:
+            if self._cache.gate is not None:
+                self._cache.gate.close()
             self._cache.close()
             self._cache = None
 
@@ -135,7 +186,9 @@ class Engine:
         self.audit.close()
 
     async def flush(self) -> None:
-        """Wait until every cache write and ledger row queued so far has landed."""
+        """Wait until every cache write and ledger row queued so far has landed (and every shadow comparison
+        started so far has stored its label)."""
+        await self.shadow.drain()
         await asyncio.to_thread(self._flush_sync)
 
     def _flush_sync(self) -> None:
@@ -206,9 +259,13 @@ class Engine:
             return None, requested
         return tenant, requested
 
-    def _budget_store(self) -> LocalBudgetStore:
-        return LocalBudgetStore(self.settings.data_dir / "budgets.sqlite3", owner=self.worker,
-                                ttl_s=self.settings.raw.dispatch.deadline_s + 60.0, seed=self._ledger_spend)
+    def _budget_store(self) -> BudgetStore:
+        ttl_s = self.settings.raw.dispatch.deadline_s + 60.0
+        local = LocalBudgetStore(self.settings.data_dir / "budgets.sqlite3", owner=self.worker, ttl_s=ttl_s,
+                                 seed=self._ledger_spend)
+        if self.state is None:
+            return local
+        return self.state.make_budget_store(local, ttl_s=ttl_s, seed=self._ledger_spend)  # shared by replicas
 
     def _ledger_spend(self) -> list[tuple[str, str, str, float]]:
         """Spend per budget counter as the ledger has it: where a new counters file starts from."""
@@ -290,6 +347,8 @@ class Engine:
         for attempt in getattr(error, "details", None) or ():
             if isinstance(attempt, dict):
                 mt.upstream_errors.labels(label(attempt.get("deployment")), label(attempt.get("kind"))).inc()
+        if ctx.experiment is not None:
+            self.experiments.observe(ctx, status, usage)  # per-arm metrics and the guard rails
         self.ledger.record(self._record(ctx, status, error, response, usage))
 
     def _record(self, ctx: Ctx, status: int, error: ThriftyError | None, response: ChatResponse | None,
@@ -316,7 +375,18 @@ class Engine:
             prompt=text_of(ctx.request.messages[-1].content) if ctx.request.messages else None,
             answer=answer,
             routing=routing_of(ctx.decision) if ctx.decision is not None else None,
+            experiment=ctx.experiment, arm=ctx.arm,
+            **_cache_fields(ctx),
         )
+
+
+def _cache_fields(ctx: Ctx) -> dict[str, Any]:
+    """The ledger's cache columns: the space, and the entry served (or, shadowed, the one not served)."""
+    hit = ctx.served or ctx.would_be
+    fields: dict[str, Any] = {"namespace": ctx.scope.namespace if ctx.scope is not None else None}
+    if hit is not None:
+        fields.update(entry_id=hit.id or None, similarity=hit.similarity, hit_score=hit.score)
+    return fields
 
 
 class _LoopThread:

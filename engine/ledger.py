@@ -64,13 +64,39 @@ CREATE TABLE IF NOT EXISTS requests (
     prompt            TEXT,
     answer            TEXT,
     client_request_id TEXT,  -- the caller's x-request-id, as sent (for correlation only)
-    routing           TEXT   -- the router's decision as JSON (engine.ledger.Routing), on routed requests
+    routing           TEXT,  -- the router's decision as JSON (engine.ledger.Routing), on routed requests
+    namespace         TEXT,  -- the cache space (cache.scope.space: "tenant/ns", "/ns" when shared)
+    entry_id          INTEGER,  -- the cache entry served (hit, exact) or, in shadow mode, the would-be hit
+    similarity        REAL,  -- that entry's similarity to the request
+    hit_score         REAL,  -- and the hit policy's score of it (cosine, or the learned verifier's probability)
+    experiment        TEXT,  -- engine.experiments: the experiment this request was assigned to, and its arm
+    arm               TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_tenant_day ON requests (tenant, day);
 CREATE INDEX IF NOT EXISTS requests_vkey_day ON requests (virtual_key, day);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 _INDEX_CLIENT_ID = "CREATE INDEX IF NOT EXISTS requests_client_id ON requests (tenant, client_request_id)"
+# Quality labels (engine.feedback, engine.shadow): one row per verdict on a request's (would-be) cached answer.
+# Read by `thrifty tune`, /admin/stats and the experiments (joined on request_id): keep this schema.
+_LABELS = """
+CREATE TABLE IF NOT EXISTS labels (
+    request_id TEXT,
+    tenant     TEXT,
+    namespace  TEXT,
+    ts         REAL,
+    source     TEXT,     -- 'feedback' | 'shadow' | 'judge' | 'nearmiss'
+    good       INTEGER,  -- 1: the cached answer was right for the request, 0: wrong
+    score      REAL NULL,
+    entry_id   INTEGER NULL,
+    similarity REAL NULL,
+    detail     TEXT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_request ON labels (request_id);
+CREATE INDEX IF NOT EXISTS labels_namespace ON labels (tenant, namespace);
+"""
+_LABEL_COLUMNS = ("request_id", "tenant", "namespace", "ts", "source", "good", "score", "entry_id", "similarity",
+                  "detail")
 
 
 class Routing(msgspec.Struct, omit_defaults=True):
@@ -125,6 +151,27 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     prompt: str | None = None
     answer: str | None = None
     routing: Routing | None = None
+    namespace: str | None = None
+    entry_id: int | None = None
+    similarity: float | None = None
+    hit_score: float | None = None
+    experiment: str | None = None
+    arm: str | None = None
+
+
+class Label(msgspec.Struct, kw_only=True):
+    """One row of the ``labels`` table."""
+
+    request_id: str
+    tenant: str
+    namespace: str | None
+    source: str  # feedback | shadow | judge | nearmiss
+    good: bool
+    ts: float = 0.0  # 0: now
+    score: float | None = None
+    entry_id: int | None = None
+    similarity: float | None = None
+    detail: str | None = None
 
 
 _COLUMNS = (*UsageRecord.__struct_fields__, "day", "month")
@@ -173,6 +220,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE requests ADD COLUMN client_request_id TEXT")
     if "routing" not in columns:
         conn.execute("ALTER TABLE requests ADD COLUMN routing TEXT")
+    for name, kind in (("namespace", "TEXT"), ("entry_id", "INTEGER"), ("similarity", "REAL"),
+                       ("hit_score", "REAL"), ("experiment", "TEXT"), ("arm", "TEXT")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+    # Partial: rows outside experiments (most) cost the index nothing.
+    conn.execute("CREATE INDEX IF NOT EXISTS requests_experiment ON requests (experiment, ts) "
+                 "WHERE experiment IS NOT NULL")
+    conn.executescript(_LABELS)
     conn.execute(_INDEX_CLIENT_ID)
 
 
@@ -344,6 +399,44 @@ class Ledger:
             w.set()
 
     # ------------------------------------------------------------------------------------------ reads
+    # ------------------------------------------------------------------------------------------ labels
+    def add_label(self, label: Label) -> None:
+        """Insert one quality label (feedback, shadow, judge, near miss); called off the request path."""
+        row = (label.request_id, label.tenant, label.namespace, label.ts or time.time(), label.source,
+               int(label.good), label.score, label.entry_id, label.similarity, label.detail)
+        with self._read_lock:
+            self._read.execute(f"INSERT INTO labels ({', '.join(_LABEL_COLUMNS)}) "
+                               f"VALUES ({', '.join('?' for _ in _LABEL_COLUMNS)})", row)
+
+    def request_of(self, request_id: str, tenant: str) -> dict[str, Any] | None:
+        """The ledger row ``request_id`` of ``tenant`` (cache outcome, namespace, entry served), or None:
+        another tenant's id reads exactly like an unknown one."""
+        rows = self.query("SELECT request_id, tenant, cache, namespace, entry_id, similarity, hit_score, saved_usd "
+                          "FROM requests WHERE request_id = ? AND tenant = ?", (request_id, tenant))
+        return rows[0] if rows else None
+
+    def label_summary(self, *, tenant: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Per (tenant, namespace): requests, hits, money saved, and the labels of served and would-be hits."""
+        where, params = _filters(tenant=tenant, since=since)
+        reqs = self.query(
+            "SELECT tenant, namespace, COUNT(*) AS requests, "
+            "SUM(CASE WHEN cache IN ('exact','hit') THEN 1 ELSE 0 END) AS hits, "
+            f"COALESCE(SUM(saved_usd),0) AS saved_usd FROM requests{where} GROUP BY tenant, namespace", params)
+        # Only labels of cached answers (served, or would-be in shadow mode) estimate false hits.
+        lwhere = where + (" AND" if where else " WHERE") + " entry_id IS NOT NULL AND source != 'nearmiss'"
+        labs = self.query(
+            "SELECT tenant, namespace, source, SUM(good) AS good, COUNT(*) AS n FROM labels"
+            f"{lwhere} GROUP BY tenant, namespace, source", params)
+        out: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for r in reqs:
+            out[(r["tenant"], r["namespace"])] = {**r, "labels": {}}
+        for r in labs:
+            slot = out.setdefault((r["tenant"], r["namespace"]), {
+                "tenant": r["tenant"], "namespace": r["namespace"], "requests": 0, "hits": 0, "saved_usd": 0.0,
+                "labels": {}})
+            slot["labels"][r["source"]] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
+        return list(out.values())
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._read_lock:
             cur = self._read.execute(sql, params)

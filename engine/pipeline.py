@@ -20,9 +20,11 @@ import numpy as np
 from cache import Hit, Scope, reads, scope, writes
 from engine.budgets import Reservation
 from engine.errors import BudgetExceeded, ThriftyError, translate
+from engine.experiments import prefer
 from engine.ledger import new_request_id
 from engine.metrics import label
 from engine.replay import replay_chunks
+from engine.state.ratelimit import RateLimited
 from engine.types import Completion, Meta
 from router.types import ChatChunk, ChatRequest, ChatResponse, ThriftyOptions, text_of
 
@@ -50,9 +52,20 @@ class Ctx:
     upstream_ns: int = 0
     client_request_id: str | None = None  # the caller's x-request-id: stored, never a key
     reservation: Reservation | None = None  # budget reserved before dispatch, settled in finish()
+    rate_checks: list[Any] | None = None  # rate limits admitted before dispatch: tokens charged in finish()
     candidates: list[Any] | None = None  # what dispatch was given: names the model an error came from
     decision: Any = None  # the router's last Decision: the ledger row keeps its compact form
     trace: Any = None  # engine.tracing.Trace when tracing is on and this request is sampled
+    experiment: str | None = None  # engine.experiments: the experiment and arm this request was assigned to
+    arm: str | None = None
+    variant: str | None = None  # the arm's own cache partition (an arm that changes what answers)
+    prefer_provider: str | None = None  # the arm's route: candidates on this provider are tried first
+    # engine.shadow: the cache's answer not served (shadow mode, an adaptive exploration) or a near miss; once
+    # the fresh answer is there, the two are compared off the request path.
+    shadow: bool = False
+    served: Hit | None = None  # the cache entry served (the ledger keeps its id)
+    would_be: Hit | None = None
+    near: tuple[int, float, bytes] | None = None
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter_ns()
@@ -82,10 +95,14 @@ class Pipeline:
         opts = options or request.thrifty or ThriftyOptions()
         meta = Meta(request_id=new_request_id(), simulated=self.e.settings.simulated)
         ctx = Ctx(request, tenant, key_name, opts, meta, client_request_id=client_request_id)
+        if self.e.state is not None and self.e.state.degraded:
+            meta.state = "degraded"  # Redis unreachable: budgets and rate limits run on this replica's share
         if self.e.tracing is not None:
             ctx.trace = self.e.tracing.begin(ctx)
         cache_cfg = self.e.settings.raw.cache
         ctx.mode = "off" if not cache_cfg.enabled else (opts.cache_mode or cache_cfg.mode)
+        if self.e.experiments.live or self.e.experiments.due():
+            self.e.experiments.apply(ctx)  # before the lookup: an arm may change the model, policy or cache
         if (request.n or 1) > 1:
             ctx.mode = "off"  # one cached answer cannot stand for n answers, and n answers are never stored
         return ctx
@@ -99,7 +116,8 @@ class Pipeline:
             ctx.meta.cache = "bypass"
             return None
         owner, namespace = e.space_of(ctx.tenant, ctx.options.namespace)
-        ctx.scope = scope(ctx.request, namespace=namespace, tenant=owner)
+        ctx.shadow = e.shadow.wants(ctx.options, namespace)
+        ctx.scope = scope(ctx.request, namespace=namespace, tenant=owner, variant=ctx.variant)
         ctx.lap("scope")
         if reads(ctx.mode):
             # In-flight writes first: an entry leaves that map only after its commit is visible, so asking
@@ -107,17 +125,34 @@ class Pipeline:
             hit = e.pending_exact(ctx.scope) or e.cache.lookup_exact(ctx.scope)
             ctx.lap("exact")
             if hit is not None:
-                return self._served(ctx, hit, "exact")
+                if not ctx.shadow:
+                    return self._served(ctx, hit, "exact")
+                ctx.would_be = hit  # shadow: recorded, not served; a semantic lookup would find the same
         ctx.vector = await e.embed(ctx.scope.text or text_of(ctx.request.messages[-1].content))
         ctx.lap("encode")
-        if reads(ctx.mode) and ctx.scope.text:
+        if reads(ctx.mode) and ctx.scope.text and ctx.would_be is None:
+            return self._semantic(ctx)
+        ctx.meta.cache = "miss" if ctx.mode != "off" else "bypass"
+        return None
+
+    def _semantic(self, ctx: Ctx) -> ChatResponse | None:
+        e = self.e
+        assert ctx.scope is not None and ctx.vector is not None
+        if e.near_margin is not None:  # near misses to judge later (cache.near_miss)
+            probe: dict[str, Any] = {"margin": e.near_margin}
+            hit = e.cache.lookup(ctx.scope, ctx.vector, threshold=ctx.options.threshold, probe=probe)
+            ctx.near = probe.get("near")
+            ctx.lap("search")
+        else:
             timing: dict[str, float] = {}
             hit = e.cache.lookup(ctx.scope, ctx.vector, threshold=ctx.options.threshold, timing=timing)
             ctx.lap("search")
             if "verify_ms" in timing:  # the verifier's share of the lookup is a stage of its own
                 ctx.split("search", "verify", timing["verify_ms"])
-            if hit is not None:
+        if hit is not None:
+            if not (ctx.shadow or hit.explore):
                 return self._served(ctx, hit, "hit")
+            ctx.would_be = hit  # served fresh, compared later (engine.shadow)
         ctx.meta.cache = "miss" if ctx.mode != "off" else "bypass"
         return None
 
@@ -131,6 +166,8 @@ class Pipeline:
         m.provider = "cache"
         m.saved_usd = hit.cost_usd
         m.similarity = hit.similarity
+        ctx.would_be = None
+        ctx.served = hit
         return response
 
     async def route(self, ctx: Ctx) -> list[Any]:
@@ -138,7 +175,18 @@ class Pipeline:
         decision = ctx.decision = e.rank(ctx.request, ctx.vector, tenant=ctx.tenant, options=ctx.options,
                                          policy=ctx.options.policy)
         ctx.meta.task = decision.task
+        if ctx.prefer_provider is not None:
+            decision.candidates = prefer(decision.candidates, ctx.prefer_provider)
         ctx.lap("route")
+        checks = e.rate_limits.checks(ctx.tenant, ctx.key_name)
+        if checks:  # after the cache (a hit never counts), before the budget and dispatch
+            try:
+                await e.rate_limits.admit(checks)
+            except RateLimited as exc:
+                e.metrics.rate_limited.labels(ctx.tenant, exc.type).inc()
+                raise
+            ctx.rate_checks = checks
+            ctx.lap("rate_limit")
         if not e.budgets.subjects(ctx.tenant, ctx.key_name):
             return list(decision.candidates)  # no budget: no work
         # Reserve what the request could cost: the dearest candidate a fallback could end on.
@@ -160,6 +208,8 @@ class Pipeline:
         # The reservation made for the first ranking stands: the cheapest route costs no more than it.
         decision = ctx.decision = e.rank(request, ctx.vector, tenant=ctx.tenant, options=ctx.options, policy="cost")
         ctx.meta.task = decision.task
+        if ctx.prefer_provider is not None:
+            decision.candidates = prefer(decision.candidates, ctx.prefer_provider)
         return list(decision.candidates)
 
     # ------------------------------------------------------------------------------------------ complete
@@ -174,14 +224,41 @@ class Pipeline:
                 ctx.lap("dispatch")
                 response = result.response
                 self._account(ctx, result)
-                if writes(ctx.mode) and self._cacheable(ctx, response):
+                if writes(ctx.mode) and self._cacheable(ctx, response) and not self._shadowed_exact(ctx):
                     self._store(ctx, response, result)
                     ctx.lap("store")
         except Exception as exc:
             self.finish(ctx, error=exc)
             raise _accounted(exc, ctx) from exc
         self.finish(ctx, response=response)
+        if ctx.would_be is not None or ctx.near is not None:
+            self.compare_later(ctx, response)
         return Completion(response=response, meta=ctx.meta)
+
+    @staticmethod
+    def _shadowed_exact(ctx: Ctx) -> bool:
+        """A shadowed exact hit keeps its entry: the fresh answer would replace the one being checked."""
+        return ctx.would_be is not None and ctx.would_be.score is None
+
+    def compare_later(self, ctx: Ctx, response: ChatResponse | None) -> None:
+        """Hand the would-be (or near-miss) answer and the fresh one to engine.shadow; never waits."""
+        if response is None or ctx.scope is None or ctx.meta.provider == "cache":
+            return
+        from engine.shadow import Job
+
+        rf = ctx.request.response_format
+        structured = rf is not None and getattr(rf, "type", "text") != "text"
+        hit, near = ctx.would_be, ctx.near
+        if hit is not None:
+            kind, entry_id, similarity, score, cached = ("explore" if hit.explore else "shadow", hit.id or None,
+                                                         hit.similarity, hit.score, hit.response)
+        elif near is not None:
+            kind, (entry_id, similarity, cached), score = "nearmiss", near, near[1]
+        else:
+            return
+        self.e.shadow.submit(Job(kind=kind, request_id=ctx.meta.request_id, tenant=ctx.tenant,  # type: ignore[arg-type]
+                                 namespace=ctx.scope.namespace, entry_id=entry_id, similarity=similarity, score=score,
+                                 cached=cached, fresh=response, question=ctx.scope.text, structured=structured))
 
     def _account(self, ctx: Ctx, result: Any) -> None:
         m = ctx.meta
@@ -223,6 +300,10 @@ class Pipeline:
         m.overhead_ms = (total_ns - ctx.upstream_ns) / 1e6
         e.budgets.settle(ctx.reservation, m.cost_usd)  # success, error, stream end or disconnect
         ctx.reservation = None
+        if ctx.rate_checks is not None:
+            usage = response.usage if response is not None else None
+            e.rate_limits.charge(ctx.rate_checks, (usage.prompt_tokens + usage.completion_tokens) if usage else 0)
+            ctx.rate_checks = None
         err = translate(error) if error is not None else None
         status = err.status if err is not None else 200
         if err is not None and not isinstance(error, ThriftyError) and m.cache == "miss":
@@ -315,9 +396,11 @@ class EngineStream:
         ctx.meta.complete = complete
         # A continued answer (a fallback finished a broken stream) is stitched from two models: not stored.
         stored = complete and not result.continued and response is not None and writes(ctx.mode)
-        if stored and p._cacheable(ctx, response):
+        if stored and p._cacheable(ctx, response) and not p._shadowed_exact(ctx):
             p._store(ctx, response, result)
         p.finish(ctx, response=response, error=error)
+        if complete and (ctx.would_be is not None or ctx.near is not None):
+            p.compare_later(ctx, response)
 
     async def aclose(self) -> None:
         if not self._done:

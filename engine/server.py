@@ -91,6 +91,8 @@ def meta_headers(meta: Meta, *, final: bool = True, client_id: str | None = None
         h["x-thrifty-budget"] = meta.budget
     if meta.simulated:
         h["x-thrifty-simulated"] = "true"
+    if meta.state:
+        h["x-thrifty-state"] = meta.state
     if client_id:
         h["x-request-id"] = client_id
     return h
@@ -232,6 +234,7 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False, log_not
     everything loaded at startup out of the collector's reach once the engine is warm."""
     from engine.admin import admin_routes
     from engine.doors import door_routes, route_handlers
+    from engine.feedback import feedback_endpoint
 
     engine = engine or Engine()
     proxy = Proxy(engine)
@@ -259,6 +262,7 @@ def create_app(engine: Engine | None = None, *, freeze_gc: bool = False, log_not
     routes = [
         Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
         Route("/chat/completions", proxy.chat, methods=["POST"]),
+        Route("/v1/feedback", feedback_endpoint(proxy), methods=["POST"]),  # engine.feedback
         *door_routes(proxy),  # /v1/messages, /v1/responses, /v1/embeddings, /v1/models[/{id}]
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/metrics", proxy.metrics, methods=["GET"]),

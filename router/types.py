@@ -141,6 +141,7 @@ class ThriftyOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     ttft_s: float | None = None  # a stream's first content token, per attempt
     stall_s: float | None = None  # longest silence between two stream chunks
     deadline_s: float | None = None  # the whole request, every retry and fallback included
+    shadow: bool | None = None  # serve fresh and record what the cache would have served (engine/shadow.py)
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
