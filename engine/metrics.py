@@ -46,6 +46,30 @@ class Metrics:
                                        ["subject", "period"], registry=r)
         self.budget_actions = Counter("thrifty_budget_actions", "Hard budget limits enforced",
                                       ["subject", "action"], registry=r)
+        # Experiments (engine.experiments): labels are experiment and arm names from the config or the admin
+        # API (at most 32 experiments of at most 8 arms), never anything a caller sends.
+        self.experiment_requests = Counter("thrifty_experiment_requests", "Requests per experiment arm",
+                                           ["experiment", "arm", "outcome"], registry=r)
+        self.experiment_cost = Counter("thrifty_experiment_cost_usd", "Spend per experiment arm in USD",
+                                       ["experiment", "arm"], registry=r)
+        self.experiment_tokens = Counter("thrifty_experiment_tokens", "Tokens per experiment arm",
+                                         ["experiment", "arm", "kind"], registry=r)
+        self.experiment_latency = Histogram("thrifty_experiment_latency_seconds",
+                                            "Latency per experiment arm (total, added by thrifty)",
+                                            ["experiment", "arm", "kind"], buckets=_STAGE_BUCKETS, registry=r)
+        self.experiment_guard_stops = Counter("thrifty_experiment_guard_stops",
+                                              "Experiment arms stopped by a guard rail", ["experiment", "arm"],
+                                              registry=r)
+        # Shared state (engine/state): Redis reachable?, what ran on local state instead, replication lag.
+        self.state_up = Gauge("thrifty_state_up", "1 while the shared state (Redis) answers, 0 while degraded",
+                              registry=r, multiprocess_mode="min")
+        self.state_fallbacks = Counter("thrifty_state_fallbacks", "Steps run on local state because Redis was down",
+                                       ["feature"], registry=r)
+        self.replication_lag = Histogram("thrifty_replication_lag_seconds",
+                                         "Age of another replica's cache write when applied here", registry=r,
+                                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30))
+        self.rate_limited = Counter("thrifty_rate_limited", "Requests refused by a rate limit",
+                                    ["subject", "type"], registry=r)
         self._open_circuits_fn: Callable[[], int] | None = None
 
     def watch_open_circuits(self, fn: Callable[[], int]) -> None:

@@ -59,6 +59,7 @@ class Meta(msgspec.Struct, kw_only=True):
     budget: str | None = None  # a budget warning or the action taken
     simulated: bool = False
     complete: bool = True  # False for a stream that ended with an error
+    state: str | None = None  # "degraded" while the shared state (Redis) is unreachable
 
 
 class Completion(msgspec.Struct, kw_only=True):
