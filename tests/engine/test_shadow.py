@@ -1,0 +1,117 @@
+"""Shadow mode through the proxy: a would-be hit is not served, a fresh answer is, and the comparison of the
+two lands in the ledger's labels table off the request path."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+from engine_support import ANSWER, base_config
+
+from bench.fake_upstream import FakeUpstream, Reply
+from engine.shadow import structured_match
+from router.types import ChatResponse
+
+ADMIN = "admin-secret-shadow"
+
+
+def _ask(url: str, q: str, headers: dict[str, str] | None = None, **thrifty: object) -> httpx.Response:
+    body: dict[str, object] = {"model": "auto", "messages": [{"role": "user", "content": q}]}
+    if thrifty:
+        body["thrifty"] = thrifty
+    r = httpx.post(url + "/v1/chat/completions", json=body, headers=headers or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def _wait_labels(engine, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Labels land off the request path: wait (bounded) until ``n`` are in."""
+    deadline = time.monotonic() + 20
+    while engine.ledger.query("SELECT COUNT(*) AS n FROM labels")[0]["n"] < n:
+        assert time.monotonic() < deadline, "shadow labels did not land"
+        time.sleep(0.05)
+
+
+def test_shadow_header_serves_fresh_and_records_labels(serve, upstream: FakeUpstream, tmp_path: Path,
+                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    live, engine = serve(base_config(tmp_path, upstream))
+    q = "How do I reverse a list in Python?"
+    assert _ask(live.url, q).headers["x-thrifty-cache"] == "miss"
+    assert _ask(live.url, q).headers["x-thrifty-cache"] == "exact"
+    n = len(upstream.requests)
+    # Shadowed: the exact hit is not served; the same answer comes back fresh, and the verdict is "good".
+    r = _ask(live.url, q, headers={"x-thrifty-shadow": "true"})
+    assert r.headers["x-thrifty-cache"] == "miss" and r.headers["x-thrifty-provider"] == "fake"
+    assert len(upstream.requests) == n + 1
+    # A semantic would-be hit whose fresh answer says something else entirely: "bad".
+    upstream.script(Reply(text="Photosynthesis turns light, water and carbon dioxide into sugar and oxygen."))
+    r2 = _ask(live.url, "How can I reverse a list in Python?", shadow=True)
+    assert r2.headers["x-thrifty-cache"] == "miss"
+    assert r2.json()["choices"][0]["message"]["content"].startswith("Photosynthesis")
+    _wait_labels(engine, 2)
+    rows = {row["request_id"]: row for row in engine.ledger.query("SELECT * FROM labels")}
+    first, second = rows[r.headers["x-thrifty-request-id"]], rows[r2.headers["x-thrifty-request-id"]]
+    assert first["source"] == "shadow" and first["good"] == 1 and first["entry_id"]
+    assert second["source"] == "shadow" and second["good"] == 0 and 0.8 < second["similarity"] < 1.0
+    assert second["score"] < 0.9  # the cosine of the two answers, under the text threshold
+    # The ledger maps each request to the entry it would have been served.
+    led = engine.ledger.query("SELECT cache, entry_id FROM requests WHERE request_id = ?",
+                                   (r2.headers["x-thrifty-request-id"],))[0]
+    assert led == {"cache": "miss", "entry_id": second["entry_id"]}
+    # /admin/stats: the shadow estimate of the false-hit rate, with its interval.
+    stats = httpx.get(live.url + "/admin/stats", headers={"authorization": f"Bearer {ADMIN}"}).json()
+    ns = next(row for row in stats["quality"] if row["namespace"] == "default/default")
+    assert ns["labelled"] == 2 and ns["false_hit_rate"] == 0.5
+    lo, hi = ns["false_hit_interval"]
+    assert 0 < lo < 0.5 < hi < 1
+    # Unshadowed, the cache still serves.
+    assert _ask(live.url, q).headers["x-thrifty-cache"] == "exact"
+
+
+def test_shadow_namespaces_from_config(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, upstream, cache={"shadow": {"namespaces": ["faq"]}})
+    live, engine = serve(cfg)
+    q = "What is the boiling point of water at sea level?"
+    for ns, second in (("faq", "miss"), ("other", "exact")):
+        _ask(live.url, q, headers={"x-thrifty-namespace": ns})
+        assert _ask(live.url, q, headers={"x-thrifty-namespace": ns}).headers["x-thrifty-cache"] == second
+    # The request's own switch wins over the namespace's.
+    assert _ask(live.url, q, headers={"x-thrifty-namespace": "faq", "x-thrifty-shadow": "false"}
+                ).headers["x-thrifty-cache"] == "exact"
+    _wait_labels(engine, 1)
+    rows = engine.ledger.query("SELECT namespace, good FROM labels")
+    assert rows == [{"namespace": "default/faq", "good": 1}]
+    bad = httpx.post(live.url + "/v1/chat/completions", headers={"x-thrifty-shadow": "maybe"},
+                     json={"messages": [{"role": "user", "content": q}]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-thrifty-shadow"
+
+
+def _tool_response(name: str, args: dict) -> ChatResponse:
+    import msgspec
+
+    return msgspec.convert({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+        "index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}}]},
+        ChatResponse)
+
+
+def _text_response(text: str) -> ChatResponse:
+    import msgspec
+
+    return msgspec.convert({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}, ChatResponse)
+
+
+def test_structured_comparison_is_exact() -> None:
+    a = _tool_response("get_weather", {"city": "Paris", "unit": "c"})
+    same = _tool_response("get_weather", {"unit": "c", "city": "Paris"})  # key order does not matter
+    other = _tool_response("get_weather", {"city": "Lyon", "unit": "c"})
+    assert structured_match(a, same, False) is True
+    assert structured_match(a, other, False) is False
+    assert structured_match(a, _text_response(ANSWER), False) is False
+    assert structured_match(_text_response('{"a": 1, "b": 2}'), _text_response('{"b": 2, "a": 1}'), True) is True
+    assert structured_match(_text_response('{"a": 1}'), _text_response('{"a": 2}'), True) is False
+    assert structured_match(_text_response("hello"), _text_response("hello there"), False) is None
