@@ -214,6 +214,11 @@ class BudgetTracker:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    def configure(self, budgets: dict[str, BudgetConfig]) -> None:
+        """New limits at run time (engine.overlay); spend so far is kept, as it lives in the store."""
+        self._budgets = budgets
+        self._warned.clear()
+
     def subjects(self, tenant: str, key_name: str | None) -> list[str]:
         if not self._budgets:
             return []  # the hot path without budgets: nothing to format or look up

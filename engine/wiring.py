@@ -112,14 +112,30 @@ class Components:
         c = self.settings.raw.cache
         config = CacheConfig(max_entries=c.max_entries, max_bytes=c.max_bytes, eviction=c.eviction,
                              default_ttl_s=c.ttl_s, durable=c.durable)
+        name = getattr(self.encoder, "name", type(self.encoder).__name__)
+        return SemanticCache.open(self.settings.data_dir / "cache", name, self.encoder.dim, config,
+                                  policy=self.hit_policy())
+
+    def hit_policy(self) -> Any:
+        """The cache's verifier from the config's preset and threshold."""
         from cache.policy import PRESETS, HitPolicy
 
-        name = getattr(self.encoder, "name", type(self.encoder).__name__)
+        c = self.settings.raw.cache
         preset = PRESETS[c.policy]
         if c.threshold is not None:
             preset = msgspec.structs.replace(preset, threshold=c.threshold)
-        return SemanticCache.open(self.settings.data_dir / "cache", name, self.encoder.dim, config,
-                                  policy=HitPolicy(preset))
+        return HitPolicy(preset)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Run-time changes (engine.overlay): the router again from the new routing settings. Raises
+        ConfigError (nothing changed) when they do not build."""
+        old, self.settings = self.settings, settings
+        try:
+            router = self._router(settings.raw.routing.rules)
+        except ConfigError:
+            self.settings = old
+            raise
+        self._rules, self.router = settings.raw.routing.rules, router
 
     def insert(self, cache: SemanticCache, scope: Any, vector: np.ndarray, payload: bytes, *, model: str,
                cost_usd: float, ttl: float | None, tokens_in: int, tokens_out: int) -> None:

@@ -1,0 +1,287 @@
+"""The dashboard's aggregations over the ledger, the cache and the dispatcher.
+
+Every query runs in SQLite (which releases the GIL while it steps) on a worker thread, never on the event
+loop, over the ``ts`` index; results are kept for :data:`TTL_S` and computed once for every poller asking at
+the same time, so a page refreshing every second costs the gateway one small query set per second at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.errors import RequestError
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+TTL_S = 1.0
+NAMESPACE_TTL_S = 30.0  # the per-namespace sizes need a walk over the cache's entries
+NAMESPACE_SCAN_MAX = 200_000
+# window -> (span, bucket) in seconds: 60, 48, 84 and 30 points
+WINDOWS: dict[str, tuple[int, int]] = {"1h": (3600, 60), "24h": (86400, 1800), "7d": (7 * 86400, 7200),
+                                       "30d": (30 * 86400, 86400)}
+SPEND_DIMS = {"model": "model", "provider": "provider", "tenant": "tenant", "key": "virtual_key"}
+
+
+class Memo:
+    """Results by key for ``ttl`` seconds; one computation per key at a time (the others wait for it)."""
+
+    def __init__(self) -> None:
+        self._values: dict[Any, tuple[float, Any]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._guard = threading.Lock()
+
+    async def get(self, key: Any, ttl: float, compute: Callable[[], Any]) -> Any:
+        hit = self._values.get(key)
+        if hit is not None and time.monotonic() - hit[0] < ttl:
+            return hit[1]
+        with self._guard:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._values.get(key)
+            if hit is not None and time.monotonic() - hit[0] < ttl:
+                return hit[1]
+            value = await asyncio.to_thread(compute)
+            if len(self._values) > 256:  # bounded: keys come from a few query parameters
+                self._values.clear()
+            self._values[key] = (time.monotonic(), value)
+            return value
+
+
+def window_of(raw: str | None) -> tuple[str, int, int]:
+    name = raw or "24h"
+    if name not in WINDOWS:
+        raise RequestError(f"window must be one of {', '.join(WINDOWS)}, got {name[:20]!r}", param="window")
+    return (name, *WINDOWS[name])
+
+
+def _start(now: float, span: int, step: int) -> float:
+    """The first bucket's start: bucket edges on multiples of ``step`` (stable between polls)."""
+    return (math.floor(now / step) + 1) * step - span
+
+
+def _pct(p: float) -> str:
+    """Nearest-rank percentile row number for ``n`` rows, in SQL: ceil(p * n), at least 1."""
+    return f"MAX(1, CAST({p} * n AS INTEGER) + ({p} * n > CAST({p} * n AS INTEGER)))"
+
+
+def _percentiles(engine: Engine, column: str, start: float, step: int | None, group: str | None = None,
+                 where: str = "") -> list[dict[str, Any]]:
+    """p50 and p99 of ``column`` per bucket (``step``) or per ``group`` column, in SQLite."""
+    key = f"CAST((ts - {start}) / {step} AS INTEGER)" if step else (group or "0")
+    sql = (f"SELECT k, MAX(CASE WHEN rn = {_pct(0.5)} THEN v END) AS p50, "
+           f"MAX(CASE WHEN rn = {_pct(0.99)} THEN v END) AS p99 FROM ("
+           f"SELECT {key} AS k, {column} AS v, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {column}) AS rn, "
+           f"COUNT(*) OVER (PARTITION BY {key}) AS n FROM requests WHERE ts >= ?{where}) GROUP BY k")
+    return engine.ledger.query(sql, (start,))
+
+
+def _reference(engine: Engine, models: list[str], asked: str | None) -> Any:
+    """The reference model routing savings are measured against: the one asked for, else the dearest (by
+    output price) of the models that served the window."""
+    catalog = engine.catalog
+    if asked:
+        if asked not in catalog:
+            raise RequestError(f"reference: unknown model {asked[:80]!r}", param="reference")
+        return catalog.get(asked)
+    known = [catalog.get(m) for m in models if m and m in catalog]
+    return max(known, key=lambda e: (e.price.output, e.price.input), default=None)
+
+
+def _cost(entry: Any, prompt_tokens: int, completion_tokens: int) -> float:
+    return (prompt_tokens * entry.price.input + completion_tokens * entry.price.output) / 1e6
+
+
+def overview(engine: Engine, window: str, reference: str | None, now: float | None = None) -> dict[str, Any]:
+    """Totals and per-bucket series of the window, today's and this month's spend against the budgets."""
+    now = time.time() if now is None else now
+    name, span, step = window_of(window)
+    start = _start(now, span, step)
+    n = span // step
+    b = f"CAST((ts - {start}) / {step} AS INTEGER)"
+    rows = engine.ledger.query(
+        f"SELECT {b} AS b, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0) AS spend_usd, "
+        "COALESCE(SUM(saved_usd), 0) AS saved_usd, SUM(cache = 'exact') AS exact, SUM(cache = 'hit') AS hit, "
+        "SUM(cache = 'miss') AS miss, SUM(status >= 400) AS errors "
+        "FROM requests WHERE ts >= ? GROUP BY b", (start,))
+    series: dict[str, list[float]] = {k: [0.0] * n for k in
+                                      ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors",
+                                       "routing_saved_usd", "overhead_p50", "overhead_p99")}
+    for r in rows:
+        if 0 <= r["b"] < n:
+            for k in ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors"):
+                series[k][r["b"]] = r[k] or 0
+    for r in _percentiles(engine, "overhead_ms", start, step):
+        if r["k"] is not None and 0 <= r["k"] < n:
+            series["overhead_p50"][r["k"]], series["overhead_p99"][r["k"]] = r["p50"] or 0, r["p99"] or 0
+    whole = _percentiles(engine, "overhead_ms", start, None)
+    routed = engine.ledger.query(
+        f"SELECT {b} AS b, model, COALESCE(SUM(prompt_tokens), 0) AS pt, COALESCE(SUM(completion_tokens), 0) AS ct, "
+        "COALESCE(SUM(cost_usd), 0) AS cost FROM requests WHERE ts >= ? AND cache IN ('miss', 'bypass') "
+        "AND status < 400 AND model IS NOT NULL GROUP BY b, model", (start,))
+    ref = _reference(engine, sorted({r["model"] for r in routed}), reference)
+    if ref is not None:
+        for r in routed:
+            if 0 <= r["b"] < n:
+                series["routing_saved_usd"][r["b"]] += _cost(ref, r["pt"], r["ct"]) - r["cost"]
+    total = {k: sum(v) for k, v in series.items() if k not in ("overhead_p50", "overhead_p99")}
+    req = total["requests"]
+    t = time.gmtime(now)
+    day, month = time.strftime("%Y-%m-%d", t), time.strftime("%Y-%m", t)
+    spend = engine.ledger.query(
+        "SELECT COALESCE(SUM(CASE WHEN day = ? THEN cost_usd END), 0) AS today, "
+        "COALESCE(SUM(cost_usd), 0) AS month FROM requests WHERE month = ?", (day, month))[0]
+    return {
+        "window": name, "step_s": step, "start": start, "now": now,
+        "series": series,
+        "totals": {**total, "hit_rate": (total["exact"] + total["hit"]) / req if req else 0.0,
+                   "error_rate": total["errors"] / req if req else 0.0,
+                   "overhead_p50": whole[0]["p50"] if whole else None,
+                   "overhead_p99": whole[0]["p99"] if whole else None},
+        "reference_model": ref.id if ref is not None else None,
+        "spend": {"today_usd": spend["today"], "month_usd": spend["month"], "day": day, "month": month},
+        "budgets": msgspec.to_builtins(engine.budgets.states(now)),
+    }
+
+
+def spend(engine: Engine, window: str, now: float | None = None) -> dict[str, Any]:
+    """Spend per bucket by model, provider, tenant and virtual key; top prompts with content logging."""
+    now = time.time() if now is None else now
+    name, span, step = window_of(window)
+    start = _start(now, span, step)
+    n = span // step
+    out: dict[str, Any] = {"window": name, "step_s": step, "start": start, "by": {}}
+    for dim, column in SPEND_DIMS.items():
+        series: dict[str, list[float]] = {}
+        totals: dict[str, list[float]] = {}
+        for r in engine.ledger.query(
+                f"SELECT CAST((ts - {start}) / {step} AS INTEGER) AS b, COALESCE({column}, '') AS k, COUNT(*) AS c, "
+                f"COALESCE(SUM(cost_usd), 0) AS s FROM requests WHERE ts >= ? GROUP BY b, k", (start,)):
+            if 0 <= r["b"] < n:
+                series.setdefault(r["k"], [0.0] * n)[r["b"]] = r["s"]
+                acc = totals.setdefault(r["k"], [0.0, 0.0])
+                acc[0] += r["c"]
+                acc[1] += r["s"]
+        out["by"][dim] = [{"key": k, "requests": int(t[0]), "spend_usd": t[1], "series": series[k]}
+                          for k, t in sorted(totals.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))]
+    out["content_logging"] = bool(engine.ledger.log_content)
+    out["top_prompts"] = engine.ledger.query(
+        "SELECT prompt, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0) AS spend_usd FROM requests "
+        "WHERE ts >= ? AND prompt IS NOT NULL GROUP BY prompt ORDER BY spend_usd DESC LIMIT 10",
+        (start,)) if engine.ledger.log_content else []
+    return out
+
+
+def providers(engine: Engine, window: str, now: float | None = None) -> dict[str, Any]:
+    """Per deployment (provider/model): requests, error rate, upstream latency p50/p99; circuits; errors."""
+    now = time.time() if now is None else now
+    name, span, _ = window_of(window)
+    start = now - span
+    group = "provider || '/' || model"
+    where = " AND provider IS NOT NULL AND provider != 'cache' AND model IS NOT NULL"
+    rows = engine.ledger.query(
+        f"SELECT provider, model, {group} AS deployment, COUNT(*) AS requests, SUM(status >= 400) AS errors, "
+        f"AVG(latency_ms - overhead_ms) AS upstream_ms_avg, SUM(attempts > 1) AS retried "
+        f"FROM requests WHERE ts >= ?{where} GROUP BY deployment ORDER BY requests DESC", (start,))
+    pct = {r["k"]: r for r in _percentiles(engine, "latency_ms - overhead_ms", start, None, group, where)}
+    states = engine.dispatcher.breakers.states()
+    for r in rows:
+        p = pct.get(r["deployment"], {})
+        r["upstream_ms_p50"], r["upstream_ms_p99"] = p.get("p50"), p.get("p99")
+        r["error_rate"] = (r["errors"] or 0) / r["requests"] if r["requests"] else 0.0
+        r["circuit"] = states.get(r["deployment"], "closed")
+    by_provider: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        acc = by_provider.setdefault(r["provider"], {"provider": r["provider"], "requests": 0, "errors": 0})
+        acc["requests"] += r["requests"]
+        acc["errors"] += r["errors"] or 0
+    for acc in by_provider.values():
+        acc["error_rate"] = acc["errors"] / acc["requests"] if acc["requests"] else 0.0
+    errors = engine.ledger.query(
+        "SELECT request_id, ts, tenant, route, model, provider, status, error_class, attempts, routing "
+        "FROM requests WHERE ts >= ? AND status >= 500 ORDER BY ts DESC LIMIT 20", (start,))
+    for e in errors:
+        e["routing"] = msgspec.json.decode(e["routing"]) if e["routing"] else None
+    return {"window": name, "deployments": rows, "providers": list(by_provider.values()),
+            "circuits": states, "open_circuits": sorted(d for d, s in states.items() if s == "open"),
+            "recent_errors": errors}
+
+
+def namespaces(engine: Engine) -> dict[str, Any]:
+    """Entries and bytes per cache space (``tenant/namespace``; ``/name`` when shared), by a walk over the
+    entries (at most NAMESPACE_SCAN_MAX: ``complete`` says whether it saw them all)."""
+    cache = engine.cache
+    acc: dict[str, list[int]] = {}
+    seen = 0
+    for _, entry in cache.store.iter_entries():
+        seen += 1
+        if seen > NAMESPACE_SCAN_MAX:
+            break
+        a = acc.setdefault(entry.namespace, [0, 0])
+        a[0] += 1
+        a[1] += entry.size
+    spaces = []
+    for label, (count, size) in sorted(acc.items(), key=lambda kv: -kv[1][1]):
+        tenant, _, ns = label.partition("/")
+        spaces.append({"space": label, "tenant": tenant or None, "namespace": ns, "shared": not tenant,
+                       "entries": count, "bytes": size})
+    return {"spaces": spaces, "complete": seen <= NAMESPACE_SCAN_MAX}
+
+
+class ProbeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    prompt: str
+    tenant: str = "default"
+    namespace: str | None = None
+    model: str = "auto"
+    threshold: float | None = None
+
+
+async def probe(engine: Engine, body: bytes) -> dict[str, Any]:
+    """What would this prompt hit? The exact entry if any, then the nearest entries of its partition with
+    their similarity and the verifier's verdict on each. Read-only: no counter or hit count moves."""
+    from cache import scope as scope_of
+    from router.types import ChatRequest
+
+    try:
+        req = msgspec.json.decode(body, type=ProbeRequest)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise RequestError(f"probe: {exc}; body: {{\"prompt\": str, \"tenant\"?, \"namespace\"?, \"model\"?, "
+                           f"\"threshold\"?}}") from exc
+    if not req.prompt.strip():
+        raise RequestError("probe: prompt must not be empty", param="prompt")
+    if req.threshold is not None and not 0.0 <= req.threshold <= 1.0:
+        raise RequestError("probe: threshold must be between 0 and 1", param="threshold")
+    chat = msgspec.convert({"model": req.model, "messages": [{"role": "user", "content": req.prompt}]}, ChatRequest)
+    owner, ns = engine.space_of(req.tenant, req.namespace)
+    sc = scope_of(chat, namespace=ns, tenant=owner)
+    cache = engine.cache
+    exact = cache.store.get_exact(sc.exact_key)
+    vector = await engine.embed(sc.text or req.prompt)
+    policy = cache.policy
+
+    def judge() -> list[dict[str, Any]]:
+        out = []
+        for entry_id, entry, similarity in cache.candidates(sc, vector, max(5, policy.top_k)):
+            verdict = policy.verify(sc.text, entry.text, similarity, req.threshold)
+            out.append({"id": entry_id, "text": entry.text, "model": entry.model, "similarity": similarity,
+                        "cost_usd": entry.cost_usd, "hits": entry.hits, "accept": bool(verdict.accept),
+                        "reason": verdict.reason, "score": getattr(verdict, "score", None)})
+        return out
+
+    candidates = await asyncio.to_thread(judge)
+    first_bar = getattr(policy, "first_bar", 0.0)
+    bar = first_bar if req.threshold is None else min(first_bar, req.threshold)
+    for c in candidates:  # lookup judges only what clears the first bar, best first, and stops at a hit
+        c["considered"] = c["similarity"] >= bar
+    served = "exact" if exact is not None and not exact[1].expired(time.time()) else next(
+        ("semantic" for c in candidates if c["considered"] and c["accept"]), "miss")
+    return {"space": sc.namespace, "exact": exact[0] if exact is not None else None, "would_serve": served,
+            "first_bar": first_bar, "threshold": getattr(policy, "threshold", None),
+            "candidates": candidates}
