@@ -74,8 +74,10 @@ def test_gate_hook_in_lookup(open_cache, encoder) -> None:  # type: ignore[no-un
     sc = scope(request("alpha beta gamma delta"), namespace="default", tenant="t")
     vec = encoder.encode(["alpha beta gamma delta"])[0]
     entry_id = cache.insert(sc, vec, b'{"x": 1}')
-    near = vec + 0.35 * np.ones_like(vec) / np.sqrt(vec.size)
-    near = near / np.linalg.norm(near)
+    other = np.random.default_rng(0).standard_normal(vec.size).astype(np.float32)
+    other -= (other @ vec) * vec
+    other /= np.linalg.norm(other)
+    near = (0.8 * vec + 0.6 * other).astype(np.float32)  # cosine 0.8 with the entry
     sim = float(vec @ near)
     assert 0.5 < sim < 0.9  # under the static threshold
     q = scope(request("alpha beta gamma delta!"), namespace="default", tenant="t")
