@@ -132,9 +132,11 @@ def _text_of_parts(content: Any) -> str:
     return "\n".join(p["text"] if isinstance(p, dict) else p.text for p in content if _is_text_part(p))
 
 
-def scope(request: Any, namespace: str = "default", tenant: str | None = "default") -> Scope:
+def scope(request: Any, namespace: str = "default", tenant: str | None = "default", variant: str | None = None) -> Scope:
     """Partition, exact key and semantic text of ``request`` (a ``ChatRequest`` or anything shaped like it)
-    in ``tenant``'s ``namespace`` (``tenant=None``: a namespace shared between tenants)."""
+    in ``tenant``'s ``namespace`` (``tenant=None``: a namespace shared between tenants). ``variant``: what else
+    changes the answer and is not in the request (an experiment arm's routing policy or provider route): a
+    partition of its own inside the same space (same label, so purge and export still name it)."""
     messages = list(getattr(request, "messages", None) or ())
     last = messages[-1] if messages else None
     if last is not None and getattr(last, "role", None) == "user":
@@ -145,6 +147,8 @@ def scope(request: Any, namespace: str = "default", tenant: str | None = "defaul
     # The tenant is its own element (not part of a joined string): no tenant/namespace pair can be
     # spelled to collide with another's. A shared space's tenant is null, which no tenant name encodes to.
     payload = [tenant, namespace, [getattr(request, f, None) for f in _SEMANTIC_FIELDS], history]
+    if variant is not None:  # appended only when set: every key made without a variant stays as it was
+        payload.append(["variant", variant])
     try:
         canonical = _canonical.encode(payload)
     except (TypeError, msgspec.EncodeError) as e:
