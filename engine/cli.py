@@ -267,6 +267,68 @@ def _usage_export(args: argparse.Namespace, ledger_path: Any) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- experiments
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """``thrifty experiment list`` / ``thrifty experiment report NAME [--png F] [--json] [--since S]``."""
+    from engine import _experiment_report as report_mod
+    from engine.errors import RequestError
+    from engine.experiments import ExperimentSet
+    from engine.export import parse_time
+    from engine.ledger import Ledger
+
+    settings = _settings(args)
+    exps = ExperimentSet(settings.raw.experiments, settings.data_dir)
+    if args.action == "list":
+        for d in exps.list():
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in d["shares"].items())
+            print(f"{d['name']}  ({d['source']})  {d['state'].get('status', 'running')}  {shares}")
+        return 0
+    if not args.name:
+        raise RequestError("thrifty experiment report needs the experiment's NAME")
+    cfg = exps.config(args.name)
+    since = parse_time(args.since, param="--since") if args.since else None
+    ledger = Ledger(settings.data_dir / "ledger.sqlite3")
+    try:
+        rep = report_mod.build(ledger, cfg.name, control=cfg.control, arms=[a.name for a in cfg.arms],
+                               shares=exps.weights(cfg.name), alpha=cfg.alpha, since=since, state=exps.state(cfg.name))
+        if args.json:
+            import msgspec
+
+            print(msgspec.json.format(msgspec.json.encode(report_mod.as_builtins(rep)), indent=2).decode())
+        else:
+            print(report_mod.render(rep), end="")
+        if args.png:
+            report_mod.plot(ledger, cfg.name, [a.name for a in cfg.arms], Path(args.png), since=since)
+            print(f"wrote {args.png}", file=sys.stderr)
+    finally:
+        ledger.close()
+    return 0
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """``thrifty whatif --model X --since 7d [--tenant T] [--json]``: the ledger re-priced (engine/whatif.py)."""
+    from engine.export import parse_time
+    from engine.ledger import Ledger
+    from engine.whatif import as_dict, render, whatif
+    from engine.wiring import build_catalog
+
+    settings = _settings(args)
+    catalog = build_catalog(settings)
+    since = parse_time(args.since, param="--since") if args.since else None
+    ledger = Ledger(settings.data_dir / "ledger.sqlite3")
+    try:
+        result = whatif(ledger, catalog, args.model, since=since, tenant=args.tenant)
+    finally:
+        ledger.close()
+    if args.json:
+        import msgspec
+
+        print(msgspec.json.format(msgspec.json.encode(as_dict(result)), indent=2).decode())
+    else:
+        print(render(result), end="")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
@@ -328,6 +390,21 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--by", nargs="*", default=["model", "tenant", "day"],
                    choices=["model", "provider", "tenant", "day", "cache"])
     u.set_defaults(fn=cmd_usage)
+
+    x = sub.add_parser("experiment", help="experiments: list them, or one's report (and a PNG)", parents=[common])
+    x.add_argument("action", choices=["list", "report"])
+    x.add_argument("name", nargs="?")
+    x.add_argument("--png", help="report: also write the metrics over time to this PNG file")
+    x.add_argument("--json", action="store_true", help="report: JSON instead of tables")
+    x.add_argument("--since", help="report: only requests since (ISO date/datetime, unix timestamp, 7d, 24h)")
+    x.set_defaults(fn=cmd_experiment)
+
+    w = sub.add_parser("whatif", help="what logged traffic would have cost on another model", parents=[common])
+    w.add_argument("--model", required=True, help="a catalog model id or alias")
+    w.add_argument("--since", default="7d", help="ISO date/datetime, unix timestamp, or a span back (7d, 24h)")
+    w.add_argument("--tenant")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(fn=cmd_whatif)
 
     b = sub.add_parser("bench", help="benchmarks and evaluations")
     b.add_argument("suite", choices=sorted(BENCH_SUITES))
