@@ -110,7 +110,10 @@ def _var_of_mean(x: np.ndarray) -> float:
 
 
 def _log_lr(d: float, v: float, tau2: float) -> float:
-    """ln L of the normal-mixture SPRT (module docstring)."""
+    """ln L of the normal-mixture SPRT (module docstring). With no variance at all (every observation the
+    same, as an error rate of 0 in both arms), a difference is certain and no difference is no evidence."""
+    if v <= 0.0 or v + tau2 == v:
+        return math.inf if d != 0.0 else -math.inf
     return 0.5 * math.log(v / (v + tau2)) + tau2 * d * d / (2 * v * (v + tau2))
 
 
@@ -152,8 +155,8 @@ def compare(a: np.ndarray, b: np.ndarray, *, alpha: float = 0.05, level: float =
         rse = abs(mb / ma) * math.sqrt(vb / (mb * mb) + va / (ma * ma)) if mb != 0 else math.sqrt(vb) / abs(ma)
         rel_ci = Interval(rel - z * rse, rel + z * rse)
     t2 = tau2 if tau2 is not None else default_tau2(a, b)
-    vv = max(v, 1e-300)
-    cs_half = _cs_half(vv, t2, alpha)
+    vv = v
+    cs_half = _cs_half(vv, t2, alpha) if vv > 0 and vv + t2 != vv else 0.0
     best = _walk(a, b, order_a, order_b, t2, checkpoints, min_n)
     # The current moment is a checkpoint too.
     best = max(best, _log_lr(d, vv, t2)) if min(a.size, b.size) >= min_n else best
@@ -186,8 +189,7 @@ def _walk(a: np.ndarray, b: np.ndarray, ta: np.ndarray | None, tb: np.ndarray | 
         ma, mb = ca[na - 1] / na, cb[nb - 1] / nb
         va = max(ca2[na - 1] / na - ma * ma, 0.0) * na / (na - 1) / na
         vb = max(cb2[nb - 1] / nb - mb * mb, 0.0) * nb / (nb - 1) / nb
-        v = max(va + vb, 1e-300)
-        best = max(best, _log_lr(mb - ma, v, tau2))
+        best = max(best, _log_lr(mb - ma, va + vb, tau2))
     return best
 
 

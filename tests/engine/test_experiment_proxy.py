@@ -1,0 +1,300 @@
+"""Experiments through the live proxy (uvicorn on 127.0.0.1) and the loopback fake upstream: the split and
+stickiness, per-arm ledger sums against the responses' costs, a simulated experiment with a known effect,
+an A/A run, a guard rail stopping a failing arm, cache partitions per arm, and the admin routes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from engine_support import base_config
+from live_server import LiveServer
+
+from bench.fake_upstream import FakeUpstream, Reply, usage
+from engine import Engine
+from engine import _experiment_report as report_mod
+from engine import _experiment_stats as st
+
+ADMIN = "admin-secret-experiments"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
+# Two models of our own, priced so that B costs exactly 80 % of A for the same tokens.
+MODELS = [
+    {"id": "exp-a", "vendor": "test", "price": {"input": 1.0, "output": 4.0}, "context_window": 32000,
+     "max_output": 4096, "routes": [{"provider": "fake", "model": "exp-a"}]},
+    {"id": "exp-b", "vendor": "test", "price": {"input": 0.8, "output": 3.2}, "context_window": 32000,
+     "max_output": 4096, "routes": [{"provider": "fake", "model": "exp-b"}]},
+]
+
+
+def _config(tmp_path: Path, upstream: FakeUpstream, experiments: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    cfg = base_config(tmp_path, upstream, catalog={"models": MODELS}, experiments=experiments,
+                      cache={"encoder": "hashing", "mode": "off"}, **extra)
+    cfg["server"] = {"access_log": "off"}
+    return cfg
+
+
+@pytest.fixture
+def proxy(upstream: FakeUpstream):  # type: ignore[no-untyped-def]
+    started: list[LiveServer] = []
+
+    def start(cfg: dict[str, Any]) -> tuple[LiveServer, Engine]:
+        live = LiveServer.of(Engine.from_config(cfg))
+        started.append(live)
+        return live, live.engine  # type: ignore[return-value]
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+def _send(url: str, bodies: list[dict[str, Any]], concurrency: int = 8) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        sem = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            async def one(body: dict[str, Any]) -> httpx.Response:
+                async with sem:
+                    return await client.post("/v1/chat/completions", json=body)
+
+            return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+    return asyncio.run(run())
+
+
+def _rows(engine: Engine, name: str) -> dict[str, dict[str, Any]]:
+    engine.ledger.flush()
+    return {r["request_id"]: r for r in engine.ledger.query(
+        "SELECT request_id, arm, model, cost_usd, status FROM requests WHERE experiment = ?", (name,))}
+
+
+def _split_run(url: str, engine: Engine, n: int, users: int) -> dict[str, Any]:
+    """n requests from `users` users (each user several times, in shuffled order): the split, stickiness,
+    and per-arm sums of the ledger against the responses' x-thrifty-cost-usd."""
+    order = [i % users for i in range(n)]
+    random.Random(5).shuffle(order)
+    bodies = [{"model": "exp-a", "user": f"user-{u}", "max_tokens": 16,
+               "messages": [{"role": "user", "content": f"q{u}"}]} for u in order]
+    responses = _send(url, bodies)
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200][:3]
+    rows = _rows(engine, "split")
+    arm_of_user: dict[int, set[str]] = defaultdict(set)
+    header_sum: Counter[str] = Counter()
+    for u, r in zip(order, responses, strict=True):
+        row = rows[r.headers["x-thrifty-request-id"]]
+        arm_of_user[u].add(row["arm"])
+        assert r.headers["x-thrifty-model"] == ("exp-b" if row["arm"] == "b" else "exp-a")
+        assert r.headers["x-thrifty-cost-usd"] == f"{row['cost_usd']:.8f}"  # each row is its response's cost
+        header_sum[row["arm"]] += float(r.headers["x-thrifty-cost-usd"])
+    ledger_sum = {a["arm"]: a["s"] for a in engine.ledger.query(
+        "SELECT arm, SUM(cost_usd) AS s FROM requests WHERE experiment = 'split' GROUP BY arm")}
+    counts = Counter(row["arm"] for row in rows.values())
+    return {"counts": counts, "sticky": all(len(s) == 1 for s in arm_of_user.values()),
+            "header_sum": header_sum, "ledger_sum": ledger_sum, "rows": len(rows)}
+
+
+SPLIT = [{"name": "split", "control": "a", "stickiness": "user",
+          "arms": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10, "model": "exp-b"}]}]
+
+
+def _assert_split(out: dict[str, Any], n: int) -> None:
+    assert out["rows"] == n
+    counts = out["counts"]
+    # binomial noise: within 4 standard deviations of 10 % (users, not requests, are randomised: each user
+    # sends n/users requests, so the standard deviation is that of the users' split, scaled)
+    b = counts["b"] / n
+    assert abs(b - 0.10) <= 4 * (0.1 * 0.9 / (n / 5)) ** 0.5, counts
+    assert out["sticky"]
+    for arm in ("a", "b"):
+        assert abs(out["ledger_sum"][arm] - out["header_sum"][arm]) <= 5e-9 * n, (arm, out)
+
+
+def test_split_90_10_sticky_and_ledger_sums(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, engine = proxy(_config(tmp_path, upstream, SPLIT))
+    n = 2000
+    out = _split_run(live.url, engine, n, users=n // 5)
+    _assert_split(out, n)
+    metrics = httpx.get(live.url + "/metrics").text
+    assert 'thrifty_experiment_requests_total{arm="b",experiment="split",outcome="ok"}' in metrics
+
+
+@pytest.mark.slow
+def test_split_90_10_over_10000_requests(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, engine = proxy(_config(tmp_path, upstream, SPLIT))
+    upstream.record = False
+    n = 10_000
+    t = time.perf_counter()
+    out = _split_run(live.url, engine, n, users=n // 5)
+    print(f"10k split: {dict(out['counts'])} in {time.perf_counter() - t:.1f}s; ledger {out['ledger_sum']}; "
+          f"responses {dict(out['header_sum'])}")
+    _assert_split(out, n)
+    upstream.record = True
+
+
+def _script_effect(upstream: FakeUpstream, n: int, seed: int, *, b_model: str, b_extra_s: float) -> None:
+    """Per model: random token counts (same distribution for both) and a latency of 10-20 ms, B + b_extra_s."""
+    rng = random.Random(seed)
+    for model, extra in (("exp-a", 0.0), (b_model, b_extra_s)):
+        upstream.script(*[Reply(usage=usage(rng.randint(50, 150), rng.randint(20, 200)),
+                                delay=rng.uniform(0.010, 0.020) + extra) for _ in range(n)], model=model)
+
+
+def test_known_effect_through_the_proxy(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Arm B: a model priced 20 % lower whose upstream answers 5 ms later. The report finds both effects,
+    decided, with intervals that contain the truth."""
+    exp = [{"name": "effect", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-b"}]}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    n = 800
+    _script_effect(upstream, n, seed=11, b_model="exp-b", b_extra_s=0.005)
+    bodies = [{"model": "exp-a", "user": f"u{i}", "messages": [{"role": "user", "content": "hello"}]} for i in range(n)]
+    assert all(r.status_code == 200 for r in _send(live.url, bodies, concurrency=4))
+    engine.ledger.flush()
+    rep = report_mod.build(engine.ledger, "effect", control="a", arms=["a", "b"],
+                           shares=engine.experiments.weights("effect"))
+    cost, lat = rep["vs_control"]["b"]["cost_usd"], rep["vs_control"]["b"]["upstream_ms"]
+    assert cost.rel_ci.contains(-0.20) and cost.decided, cost
+    assert lat.ci.contains(5.0) and lat.decided, lat
+    text = report_mod.render(rep)
+    assert "cost_usd" in text and "upstream_ms" in text and "yes (p=" in text
+
+
+def test_aa_through_the_proxy_is_not_decided(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    exp = [{"name": "aa", "control": "a", "stickiness": "user", "alpha": 0.01,
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-a"}]}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    n = 600
+    _script_effect(upstream, n, seed=3, b_model="exp-a", b_extra_s=0.0)  # one queue: both arms draw from it
+    bodies = [{"model": "exp-a", "user": f"u{i}", "messages": [{"role": "user", "content": "hi"}]} for i in range(n)]
+    assert all(r.status_code == 200 for r in _send(live.url, bodies, concurrency=4))
+    engine.ledger.flush()
+    rep = report_mod.build(engine.ledger, "aa", control="a", arms=["a", "b"], shares=engine.experiments.weights("aa"),
+                           alpha=0.01)
+    for metric in ("cost_usd", "tokens", "upstream_ms"):
+        assert not rep["vs_control"]["b"][metric].decided, (metric, rep["vs_control"]["b"][metric])
+
+
+def test_guard_rail_stops_a_failing_arm_within_its_window(proxy, upstream: FakeUpstream, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    window = 2.0
+    exp = [{"name": "guarded", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-b"}],
+            "guard": {"max_error_rate": 0.5, "window_s": window, "min_requests": 10}}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    bodies = [{"model": "exp-a", "user": f"u{i % 40}", "messages": [{"role": "user", "content": "hi"}]}
+              for i in range(80)]
+    assert all(r.status_code == 200 for r in _send(live.url, bodies, concurrency=1))
+    # B's upstream starts failing.
+    upstream.script(*[Reply.error_status(500, "boom") for _ in range(10_000)], model="exp-b")
+    t_fail = time.monotonic()
+    stopped_at = None
+    b_errors = 0
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        for i in range(400):
+            r = h.post("/v1/chat/completions", json=bodies[i % len(bodies)])
+            b_errors += r.status_code >= 500
+            if "b" in engine.experiments.state("guarded").stopped_arms:
+                stopped_at = time.monotonic()
+                break
+        assert stopped_at is not None and stopped_at - t_fail <= window, (stopped_at, b_errors)
+        # Every request now succeeds: B's users are served by control.
+        after = [h.post("/v1/chat/completions", json=b) for b in bodies[:40]]
+        assert all(r.status_code == 200 and r.headers["x-thrifty-model"] == "exp-a" for r in after)
+        shown = h.get("/admin/experiments/guarded", headers=AUTH).json()
+    upstream.unscript("exp-b")
+    assert shown["state"]["stopped_arms"]["b"].startswith("error rate")
+    assert shown["state"]["events"][0]["arm"] == "b" and shown["shares"] == {"a": 1.0, "b": 0.0}
+    assert "guard rail: arm b stopped" in report_mod.render(report_mod.build(
+        engine.ledger, "guarded", control="a", arms=["a", "b"], shares=shown["shares"],
+        state=engine.experiments.state("guarded")))
+    audit = engine.audit.recent(action_prefix="experiment.")
+    assert audit[0].action == "experiment.guard_stop" and audit[0].actor == "guard"
+    assert 'thrifty_experiment_guard_stops_total{arm="b",experiment="guarded"} 1.0' in httpx.get(
+        live.url + "/metrics").text
+
+
+def test_arms_that_change_the_answer_do_not_share_cache_entries(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A policy arm gets its own partition; a cache-settings arm shares control's."""
+    exps = [{"name": "pol", "control": "a", "stickiness": "user", "target": {"tenants": ["default"]},
+             "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "policy": "cost"}]}]
+    cfg = _config(tmp_path, upstream, exps)
+    cfg["cache"] = {"encoder": "hashing", "mode": "on"}
+    live, engine = proxy(cfg)
+    arm_of = {u: engine.experiments.assign(_req(u), "default", None, _Opts()) for u in (f"p{i}" for i in range(40))}
+    ua = next(u for u, a in arm_of.items() if a is not None and a.arm.name == "a")
+    ua2 = next(u for u, a in arm_of.items() if a is not None and a.arm.name == "a" and u != ua)
+    ub = next(u for u, a in arm_of.items() if a is not None and a.arm.name == "b")
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        ask = lambda user: h.post("/v1/chat/completions", json=_req_json(user)).headers["x-thrifty-cache"]  # noqa: E731
+        assert ask(ua) == "miss"
+        assert ask(ua2) == "exact"  # the same arm shares its entries (stickiness is per user, not per entry)
+        assert ask(ub) == "miss"  # arm b (another policy) never reads arm a's answer
+        assert ask(ub) == "exact"
+
+
+def _req_json(user: str) -> dict[str, Any]:
+    return {"model": "auto", "user": user, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+def _req(user: str) -> Any:
+    import msgspec
+
+    from router.types import ChatRequest
+
+    return msgspec.convert(_req_json(user), ChatRequest)
+
+
+class _Opts:
+    namespace = None
+    task = None
+
+
+def test_admin_create_promote_rollback_stop_audited_and_persisted(proxy, upstream: FakeUpstream, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    cfg = _config(tmp_path, upstream, [])
+    live, engine = proxy(cfg)
+    body = {"name": "cheap", "control": "a", "stickiness": "tenant",
+            "arms": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1, "model": "exp-b"}]}
+    ask = {"model": "exp-a", "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        assert h.get("/admin/experiments").status_code == 401
+        assert h.post("/admin/experiments", headers=AUTH, json=body).status_code == 201
+        r = h.post("/admin/experiments", headers=AUTH, json=body)
+        assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
+        bad = h.post("/admin/experiments", headers=AUTH, json={**body, "name": "x2", "control": "zz"})
+        assert bad.status_code == 400 and "control 'zz'" in bad.json()["error"]["message"]
+        bad = h.post("/admin/experiments", headers=AUTH, json={**body, "name": "x3", "arms": [
+            {"name": "a", "weight": 1}, {"name": "b", "weight": 1, "model": "no-such-model"}]})
+        assert bad.status_code == 400 and "unknown model 'no-such-model'" in bad.json()["error"]["message"]
+        assert h.post("/v1/chat/completions", json=ask).headers["x-thrifty-model"] == "exp-b"
+        assert h.post("/admin/experiments/cheap/rollback", headers=AUTH).json()["shares"] == {"a": 1.0, "b": 0.0}
+        assert h.post("/v1/chat/completions", json=ask).headers["x-thrifty-model"] == "exp-a"
+        r = h.post("/admin/experiments/cheap/promote", headers=AUTH, json={"arm": "nope"})
+        assert r.status_code == 400 and "no arm 'nope'" in r.json()["error"]["message"]
+        promoted = h.post("/admin/experiments/cheap/promote", headers=AUTH, json={"arm": "b"}).json()
+        assert promoted["state"]["status"] == "promoted" and promoted["shares"]["b"] == 1.0
+        assert h.post("/v1/chat/completions", json=ask).headers["x-thrifty-model"] == "exp-b"
+        got = h.get("/admin/experiments/cheap", headers=AUTH).json()
+        assert got["report"]["arms"]["b"]["requests"] == 2 and got["report"]["arms"]["a"]["requests"] == 1
+        png = h.get("/admin/experiments/cheap/plot.png", headers=AUTH)
+        assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert h.get("/admin/experiments/nope", headers=AUTH).status_code == 404
+        assert h.post("/admin/experiments/cheap/stop", headers=AUTH).json()["state"]["status"] == "stopped"
+        assert h.post("/v1/chat/completions", json=ask).headers["x-thrifty-model"] == "exp-a"  # not assigned
+    actions = [e.action for e in engine.audit.recent(action_prefix="experiment.")]
+    assert actions == ["experiment.stop", "experiment.promote", "experiment.rollback", "experiment.create"]
+    assert all(e.actor == "admin-key" or e.actor == "admin" for e in engine.audit.recent(action_prefix="experiment."))
+    # A restart on the same data directory keeps the experiment and its state.
+    again = Engine.from_config(cfg)
+    try:
+        assert again.experiments.state("cheap").status == "stopped"
+        assert again.experiments.config("cheap").arm("b").model == "exp-b"
+    finally:
+        again.close()
