@@ -19,7 +19,6 @@ from live_server import LiveServer
 from bench.fake_upstream import FakeUpstream, Reply, usage
 from engine import Engine
 from engine import _experiment_report as report_mod
-from engine import _experiment_stats as st
 
 ADMIN = "admin-secret-experiments"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
