@@ -11,7 +11,7 @@ dashboard session (:mod:`engine.ui._sessions`):
     GET   /admin/overview          ?window=1h|24h|7d|30d&reference=<model>: totals, series, spend vs budgets
     GET   /admin/spend             ?window=: spend series by model, provider, tenant, key; top prompts
     GET   /admin/providers         ?window=: per deployment latency and errors, circuits, recent errors
-    GET   /admin/cache/namespaces  entries and bytes per cache space
+    GET   /admin/cache/namespaces  entries and bytes per cache space, cache counters, false-hit estimates
     POST  /admin/cache/probe       {"prompt", "tenant"?, "namespace"?, "model"?, "threshold"?}: what it would hit
     GET   /admin/controls          the controllable settings (engine.overlay)
     PATCH /admin/controls          a partial overlay: applied live, persisted, audited
@@ -159,8 +159,13 @@ class Dashboard:
                                         lambda: _data.providers(self.engine, window)))
 
     async def namespaces(self, request: Request) -> Response:
-        self._params(request, ())
-        return _ok(await self.memo.get(("namespaces",), _data.NAMESPACE_TTL_S, lambda: _data.namespaces(self.engine)))
+        """The cache's spaces (walked at most every 30 s), its counters, and the false-hit estimates."""
+        fresh = self._params(request, ("fresh",)).get("fresh") == "1"  # after a purge: walk again now
+        out = dict(await self.memo.get(("namespaces",), 0.0 if fresh else _data.NAMESPACE_TTL_S,
+                                       lambda: _data.namespaces(self.engine)))
+        out["stats"] = msgspec.to_builtins(self.engine.cache_stats())
+        out["quality"] = await self.memo.get(("quality",), 5.0, lambda: _data.quality(self.engine))
+        return _ok(out)
 
     async def probe(self, request: Request) -> Response:
         return _ok(await _data.probe(self.engine, await request.body()))

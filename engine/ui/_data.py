@@ -235,6 +235,13 @@ def namespaces(engine: Engine) -> dict[str, Any]:
     return {"spaces": spaces, "complete": seen <= NAMESPACE_SCAN_MAX}
 
 
+def quality(engine: Engine) -> list[dict[str, Any]]:
+    """Per (tenant, namespace) false-hit estimates from shadow and feedback labels (engine.feedback)."""
+    from engine.feedback import quality as estimate
+
+    return estimate(engine.ledger)
+
+
 class ProbeRequest(msgspec.Struct, forbid_unknown_fields=True):
     prompt: str
     tenant: str = "default"

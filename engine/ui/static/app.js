@@ -179,9 +179,8 @@ async function spend() {
 }
 
 async function cache() {
-  const [o, ns, st] = await Promise.all([api(`/admin/overview?window=${win()}`), api("/admin/cache/namespaces"),
-    api("/admin/stats")]);
-  const t = o.totals, s = o.series, c = st.cache;
+  const [o, ns] = await Promise.all([api(`/admin/overview?window=${win()}`), api("/admin/cache/namespaces")]);
+  const t = o.totals, s = o.series, c = ns.stats, st = ns;
   const served = t.exact + t.hit;
   $("ca-cards").replaceChildren(
     card("ca_hit_rate", "Hit rate", t.hit_rate, pct(t.hit_rate), null, `${int(t.exact)} exact, ${int(t.hit)} semantic, ${int(t.miss)} misses`),
@@ -199,16 +198,18 @@ async function cache() {
     { label: "On disk", num: true, cell: (r) => bytes(r.bytes) },
     { label: "", cell: (r) => h("button", { type: "button", class: "danger", onclick: () => purge(r) }, `Purge ${r.space}`) },
   ], ns.spaces, { empty: "The cache is empty." }));
-  // Estimated false-hit rates where shadow or feedback labels exist (issue 15 adds them to /admin/stats).
-  const est = st.false_hits || st.false_hit_rate || st.cache?.false_hits;
-  $("ca-false").replaceChildren(est ? h("div", {}, h("h3", {}, "Estimated false-hit rate"),
-    table([
-      { label: "Namespace", cell: (r) => r.namespace ?? r.key ?? "" },
-      { label: "Labels", num: true, cell: (r) => int(r.labels ?? r.n) },
-      { label: "Rate", num: true, cell: (r) => pct(r.rate ?? r.false_hit_rate) },
-      { label: "95 % interval", cell: (r) => (r.low != null ? `${pct(r.low)} – ${pct(r.high)}` : r.interval ? `${pct(r.interval[0])} – ${pct(r.interval[1])}` : "–") },
-    ], Array.isArray(est) ? est : Object.entries(est).map(([k, v]) => ({ namespace: k, ...v }))))
-    : h("p", { class: "hint" }, "No false-hit estimate yet: it needs shadow or feedback labels."));
+  // Per (tenant, namespace) quality from /admin/stats: the shadow + feedback estimate of the false-hit
+  // rate with its 95 % Wilson interval, where labels exist.
+  const quality = (st.quality || []).filter((q) => q.labelled);
+  $("ca-false").replaceChildren(h("h3", {}, "Estimated false-hit rate"), quality.length
+    ? table([
+      { label: "Space", cell: (q) => `${q.tenant ?? ""}/${q.namespace ?? ""}` },
+      { label: "Hit rate", num: true, cell: (q) => pct(q.hit_rate) },
+      { label: "Labels", num: true, cell: (q) => int(q.labelled) },
+      { label: "False hits", num: true, cell: (q) => val(`false:${q.tenant}/${q.namespace}`, q.false_hit_rate, pct(q.false_hit_rate)) },
+      { label: "95 % interval", cell: (q) => (q.false_hit_interval ? `${pct(q.false_hit_interval[0])} – ${pct(q.false_hit_interval[1])}` : "–") },
+    ], quality)
+    : h("p", { class: "hint" }, "No estimate yet: it needs shadow or feedback labels (POST /v1/feedback)."));
 }
 async function purge(r) {
   if (!confirm(`Delete every entry of ${r.space}?`)) return;
@@ -216,6 +217,7 @@ async function purge(r) {
   try {
     const d = await api("/admin/cache/purge", { method: "POST", body });
     say(`Purged ${int(d.purged)} entries of ${r.space}.`);
+    await api("/admin/cache/namespaces?fresh=1");
     await refresh(true);
   } catch (e) { say(`Purge failed: ${e.message}`, "error"); }
 }
