@@ -157,6 +157,10 @@ def test_known_effect_through_the_proxy(proxy, upstream: FakeUpstream, tmp_path:
     rep = report_mod.build(engine.ledger, "effect", control="a", arms=["a", "b"],
                            shares=engine.experiments.weights("effect"))
     cost, lat = rep["vs_control"]["b"]["cost_usd"], rep["vs_control"]["b"]["upstream_ms"]
+    print(f"known effect: cost rel {cost.rel:+.2%} CI [{cost.rel_ci.lo:+.2%}, {cost.rel_ci.hi:+.2%}] decided "
+          f"{cost.decided}; upstream latency {lat.diff:+.2f} ms CI [{lat.ci.lo:+.2f}, {lat.ci.hi:+.2f}] always-valid "
+          f"[{lat.cs.lo:+.2f}, {lat.cs.hi:+.2f}] decided {lat.decided}; arms {rep['arms']['a']['requests']}/"
+          f"{rep['arms']['b']['requests']}")
     assert cost.rel_ci.contains(-0.20) and cost.decided, cost
     assert lat.ci.contains(5.0) and lat.decided, lat
     text = report_mod.render(rep)
@@ -174,6 +178,9 @@ def test_aa_through_the_proxy_is_not_decided(proxy, upstream: FakeUpstream, tmp_
     engine.ledger.flush()
     rep = report_mod.build(engine.ledger, "aa", control="a", arms=["a", "b"], shares=engine.experiments.weights("aa"),
                            alpha=0.01)
+    print("A/A through the proxy: " + "; ".join(
+        f"{m} diff {d.diff:+.3g} always-valid [{d.cs.lo:+.3g}, {d.cs.hi:+.3g}] p={d.p_always_valid:.2f} decided {d.decided}"
+        for m, d in rep["vs_control"]["b"].items() if m in ("cost_usd", "tokens", "upstream_ms")))
     for metric in ("cost_usd", "tokens", "upstream_ms"):
         assert not rep["vs_control"]["b"][metric].decided, (metric, rep["vs_control"]["b"][metric])
 
@@ -202,6 +209,8 @@ def test_guard_rail_stops_a_failing_arm_within_its_window(proxy, upstream: FakeU
                 stopped_at = time.monotonic()
                 break
         assert stopped_at is not None and stopped_at - t_fail <= window, (stopped_at, b_errors)
+        print(f"guard rail: arm b stopped {stopped_at - t_fail:.3f} s after its upstream began failing "
+              f"(window {window} s), after {b_errors} failed requests")
         # Every request now succeeds: B's users are served by control.
         after = [h.post("/v1/chat/completions", json=b) for b in bodies[:40]]
         assert all(r.status_code == 200 and r.headers["x-thrifty-model"] == "exp-a" for r in after)
@@ -297,3 +306,29 @@ def test_admin_create_promote_rollback_stop_audited_and_persisted(proxy, upstrea
         assert again.experiments.config("cheap").arm("b").model == "exp-b"
     finally:
         again.close()
+
+
+def test_streams_and_the_anthropic_door_keep_the_users_arm(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """One user keeps one arm whether it streams or speaks Anthropic (metadata.user_id is the user)."""
+    exp = [{"name": "doors", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-b"}]}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    users = [f"door-{i}" for i in range(12)]
+    want = {u: engine.experiments.assign(_req(u), "default", None, _Opts()).arm.name for u in users}  # type: ignore[union-attr]
+    assert set(want.values()) == {"a", "b"}
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        for u in users:
+            model = "exp-b" if want[u] == "b" else "exp-a"
+            with h.stream("POST", "/v1/chat/completions", json={
+                    "model": "exp-a", "user": u, "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}) as r:
+                assert r.status_code == 200 and r.headers["x-thrifty-model"] == model
+                r.read()
+            m = h.post("/v1/messages", json={"model": "exp-a", "max_tokens": 20, "metadata": {"user_id": u},
+                                             "messages": [{"role": "user", "content": "hi"}]})
+            assert m.status_code == 200 and m.headers["x-thrifty-model"] == model, m.text
+    engine.ledger.flush()
+    rows = engine.ledger.query("SELECT arm, stream, COUNT(*) AS n FROM requests WHERE experiment = 'doors' "
+                               "GROUP BY arm, stream")
+    assert sum(r["n"] for r in rows) == 2 * len(users)
+    assert {(r["arm"], r["stream"]) for r in rows} == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
