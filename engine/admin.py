@@ -113,7 +113,7 @@ class Admin:
         from engine.feedback import quality
 
         # per namespace: hit rate, money saved, the false-hit estimate of shadow verdicts and feedback
-        summary["quality"] = await asyncio.to_thread(quality, self.engine, tenant=tenant, since=since)
+        summary["quality"] = await asyncio.to_thread(quality, self.engine.ledger, tenant=tenant, since=since)
         summary["budgets"] = msgspec.to_builtins(self.engine.budgets.states())
         return _ok(summary)
 

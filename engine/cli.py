@@ -189,9 +189,12 @@ def _cache_stats(args: argparse.Namespace, cache: Any) -> str:
     from engine.ledger import Ledger
 
     stored = cache.stats()
+    from engine.feedback import quality
+
     ledger = Ledger(_settings(args).data_dir / "ledger.sqlite3")
     try:
         s = ledger.summary()
+        per_namespace = quality(ledger)  # hit rate, saved, false-hit estimate (shadow + feedback labels)
     finally:
         ledger.close()
     served = {row["key"]: row["requests"] for row in s["by_cache"]}
@@ -202,6 +205,14 @@ def _cache_stats(args: argparse.Namespace, cache: Any) -> str:
         "requests": {k: served.get(k, 0) for k in ("exact", "hit", "miss", "bypass")},
         "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
         "saved_usd": round(float(sum(row["saved_usd"] for row in s["by_cache"])), 8),
+        "namespaces": [{
+            "tenant": q["tenant"], "namespace": q["namespace"], "requests": q["requests"],
+            "hit_rate": round(q["hit_rate"], 4), "saved_usd": round(float(q["saved_usd"]), 8),
+            "labelled": q["labelled"],
+            "false_hit_rate": None if q["false_hit_rate"] is None else round(q["false_hit_rate"], 4),
+            "false_hit_interval_95": None if q["false_hit_interval"] is None else
+            [round(x, 4) for x in q["false_hit_interval"]],
+        } for q in per_namespace],
     }
     return msgspec.json.format(msgspec.json.encode(out), indent=2).decode()
 
@@ -406,11 +417,22 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_whatif)
 
+    sub.add_parser("tune", help="sweep cache thresholds and guards on labelled data; recommend one under "
+                   "--max-error (thrifty tune --help)", add_help=False)
+
     b = sub.add_parser("bench", help="benchmarks and evaluations")
     b.add_argument("suite", choices=sorted(BENCH_SUITES))
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
     return p
+
+
+def _tune_argv(argv: list[str]) -> list[str] | None:
+    """``thrifty [--config F] tune ...`` -> tune's own arguments (the config passed on), else None."""
+    head: list[str] = []
+    if argv[:1] == ["--config"] and len(argv) > 2:
+        head, argv = argv[:2], argv[2:]
+    return [*head, *argv[1:]] if argv[:1] == ["tune"] else None
 
 
 BENCH_SUITES: dict[str, str] = {
@@ -425,6 +447,11 @@ BENCH_SUITES: dict[str, str] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_args = _tune_argv(list(sys.argv[1:] if argv is None else argv))
+    if tune_args is not None:  # bench/tune.py parses its own options
+        from bench.tune import main as tune_main
+
+        return tune_main(tune_args)
     args = _parser().parse_args(argv)
     if args.command == "cache" and args.action in ("export", "import"):
         if not args.target:

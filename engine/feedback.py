@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.errors import ConflictError, RequestError
-from engine.ledger import Label
+from engine.ledger import Label, Ledger
 from engine.limits import check_depth
 
 if TYPE_CHECKING:
@@ -143,14 +143,14 @@ async def _endpoint(proxy: Proxy, request: Request) -> Response:
     return Response(_json.encode(result), media_type="application/json")
 
 
-def quality(engine: Engine, *, tenant: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+def quality(ledger: Ledger, *, tenant: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
     """Per (tenant, namespace): requests, hit rate, money saved, and the shadow + feedback estimate of the
     false-hit rate (the share of cached answers, served or would-be, judged wrong) with its 95 % Wilson
     interval. What ``/admin/stats`` (``quality``) and ``thrifty cache stats`` show."""
     from cache.adaptive import wilson_interval
 
     out = []
-    for row in engine.ledger.label_summary(tenant=tenant, since=since):
+    for row in ledger.label_summary(tenant=tenant, since=since):
         labels = row.pop("labels")
         bad = sum(v["bad"] for v in labels.values())
         n = bad + sum(v["good"] for v in labels.values())
