@@ -468,8 +468,8 @@ class ExperimentSet:
 
     def _guard(self, name: str, arm: str, failed: bool, latency_ms: float) -> None:
         live = next((x for x in self.live if x.cfg.name == name), None)
-        if live is None or arm == live.cfg.control:
-            return
+        if live is None or arm == live.cfg.control or all(a.name != arm for a in live.lead_to):
+            return  # control is never stopped; a stopped arm's last requests in flight judge nothing
         guard = live.cfg.guard
         if guard.max_error_rate is None and guard.max_p99_ms is None:
             return
@@ -484,7 +484,14 @@ class ExperimentSet:
             reason, rate, p99 = verdict
             event = GuardEvent(time.time(), arm, reason, len(w.items), rate, p99)
             self._windows.pop((name, arm), None)
-        self._stop_arm(name, arm, reason, actor="guard", event=event)
+            # Traffic returns to control now, in this worker; the state file and the audit (a lock and an
+            # fsync) are written off the request path, and every worker reads the stop from there.
+            st = msgspec.structs.replace(self.data.state.get(name, ExperimentState()))
+            st.stopped_arms = {**st.stopped_arms, arm: reason}
+            now_live = _prepare(live.cfg, st)
+            self.live = tuple(now_live if x.cfg.name == name and now_live is not None else x for x in self.live)
+        threading.Thread(target=self._stop_arm, args=(name, arm, reason), kwargs={"actor": "guard", "event": event},
+                         name="thrifty-experiment-guard", daemon=True).start()
 
     # ------------------------------------------------------------------------------------------ changes
     def _change(self, name: str, action: str, actor: str, fn: Callable[[ExperimentState], None],

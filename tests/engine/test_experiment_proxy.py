@@ -221,8 +221,10 @@ def test_guard_rail_stops_a_failing_arm_within_its_window(proxy, upstream: FakeU
     assert "guard rail: arm b stopped" in report_mod.render(report_mod.build(
         engine.ledger, "guarded", control="a", arms=["a", "b"], shares=shown["shares"],
         state=engine.experiments.state("guarded")))
-    audit = engine.audit.recent(action_prefix="experiment.")
-    assert audit[0].action == "experiment.guard_stop" and audit[0].actor == "guard"
+    deadline = time.monotonic() + 5
+    while not (audit := engine.audit.recent(action_prefix="experiment.")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # audited off the request path, after the state file
+    assert [(e.action, e.actor) for e in audit] == [("experiment.guard_stop", "guard")]
     assert 'thrifty_experiment_guard_stops_total{arm="b",experiment="guarded"} 1.0' in httpx.get(
         live.url + "/metrics").text
 
