@@ -332,9 +332,8 @@ def sticky_value(cfg: ExperimentConfig, request: Any, tenant: str) -> str:
 
 def bucket(name: bytes, tenant: str, value: str) -> float:
     """The request's point in [0, 1): deterministic in (experiment, tenant, stickiness value)."""
-    h = hashlib.blake2b(name, digest_size=8)
-    h.update(b"\0" + tenant.encode("utf-8", "surrogatepass") + b"\0" + value.encode("utf-8", "surrogatepass"))
-    return int.from_bytes(h.digest(), "big") / 2.0**64
+    data = b"%s\0%s\0%s" % (name, tenant.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") / 2.0**64
 
 
 class ExperimentSet:
