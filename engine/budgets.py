@@ -167,6 +167,12 @@ class LocalBudgetStore:
         with self._lock:
             return [float(self._conn.execute(_SPENT, k).fetchone()[0]) for k in counters]
 
+    def settled(self) -> list[tuple[str, str, str, float]]:
+        """Every counter's settled spend (no reservations): what a shared store is seeded with."""
+        with self._lock:
+            return [(a, b, c, float(d)) for a, b, c, d in
+                    self._conn.execute("SELECT subject, period, window, usd FROM spend WHERE usd > 0")]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

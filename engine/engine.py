@@ -265,7 +265,7 @@ class Engine:
                                  seed=self._ledger_spend)
         if self.state is None:
             return local
-        return self.state.make_budget_store(local, ttl_s=ttl_s, seed=self._ledger_spend)  # shared by replicas
+        return self.state.make_budget_store(local, ttl_s=ttl_s)  # shared by replicas, seeded from local
 
     def _ledger_spend(self) -> list[tuple[str, str, str, float]]:
         """Spend per budget counter as the ledger has it: where a new counters file starts from."""

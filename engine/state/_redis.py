@@ -26,6 +26,9 @@ from engine.state.config import StateConfig
 log = logging.getLogger("thrifty.state")
 
 ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
+# One retry, on a fresh connection, only when a pooled connection turns out dead (Redis restarted since it
+# was opened); a timeout is never retried: the deadline is the deadline.
+_STALE: tuple[type[redis.RedisError], ...] = (redis.ConnectionError,)
 
 
 class Connection:
@@ -37,7 +40,7 @@ class Connection:
         timeout = config.timeout_ms / 1000.0
         self.sync = redis.Redis.from_url(config.url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                          max_connections=config.pool_size, health_check_interval=0,
-                                         retry=Retry(NoBackoff(), 0))  # one try: the deadline is the deadline
+                                         retry=Retry(NoBackoff(), 1, supported_errors=_STALE))
         self._aio: aioredis.Redis | None = None
         self._timeout = timeout
         self._up = True
@@ -60,7 +63,8 @@ class Connection:
         if self._aio is None:
             self._aio = aioredis.Redis.from_url(
                 self.config.url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
-                max_connections=self.config.pool_size, health_check_interval=0, retry=AsyncRetry(NoBackoff(), 0))
+                max_connections=self.config.pool_size, health_check_interval=0,
+                retry=AsyncRetry(NoBackoff(), 1, supported_errors=_STALE))
         return self._aio
 
     # ------------------------------------------------------------------------------------------ health

@@ -10,7 +10,10 @@ Times come from Redis (``TIME``), never from a replica's clock.
 
 While Redis is down the store runs on this replica's :class:`LocalBudgetStore`, which every settle also
 updates, and enforces ``fallback_budget_share`` of each hard limit on this replica's own spend; settles
-made meanwhile are queued and sent when Redis answers again (idempotent by request id).
+made meanwhile are queued and sent when Redis answers again (idempotent by request id). A Redis that comes
+back empty (restarted without persistence) has lost its counters: each replica then re-seeds them from its
+local counters (seeded from its ledger, and updated under the same lock as every send), which already
+hold the queued settles, so those are dropped instead of sent twice.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, amount, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = #KEYS / 3
+local n = (#KEYS - 1) / 3
 local spent, admit = {}, 1
 for i = 1, n do
   local ks, kr, ke = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
@@ -56,13 +59,14 @@ if admit == 1 and amount > 0 then
     redis.call('PEXPIRE', KEYS[3*i], ttl + 60000)
   end
 end
-return {admit, spent}
+return {admit, spent, redis.call('EXISTS', KEYS[#KEYS])}
 """
 
 _SETTLE = """
+if redis.call('EXISTS', KEYS[#KEYS]) == 0 then return -1 end
 local rid, actual = ARGV[1], tonumber(ARGV[2])
 local first = redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[3]))
-local n = (#KEYS - 1) / 3
+local n = (#KEYS - 2) / 3
 for i = 1, n do
   redis.call('HDEL', KEYS[3*i], rid)
   redis.call('ZREM', KEYS[3*i+1], rid)
@@ -88,8 +92,8 @@ end
 return out
 """
 
-# A replica adds its ledger's spend once per Redis dataset (the marker goes when the data does), so a
-# Redis restarted empty is re-seeded by every replica from its own audit trail.
+# A replica adds its own settled spend once per Redis dataset (the marker goes when the data does), so a
+# Redis restarted empty is re-seeded by every replica from its local counters.
 _SEED = """
 if not redis.call('SET', KEYS[1], '1', 'NX') then return 0 end
 for i = 2, #KEYS do
@@ -106,13 +110,11 @@ class RedisBudgetStore:
     """:class:`engine.budgets.BudgetStore` in Redis, with this replica's local store as the fallback."""
 
     def __init__(self, conn: Connection, local: LocalBudgetStore, *, replica: str, ttl_s: float, share: float,
-                 seed: Callable[[], list[tuple[str, str, str, float]]] | None = None,
                  on_fallback: Callable[[str], None] | None = None) -> None:
         self.conn, self.local = conn, local
         self.replica = replica
         self.ttl_ms = int(ttl_s * 1000)
         self.share = share
-        self._seed = seed
         self._seeded = False
         self._on_fallback = on_fallback
         r = conn.sync
@@ -122,7 +124,8 @@ class RedisBudgetStore:
         self._seed_script = r.register_script(_SEED)
         self._queued: list[Settle] = []
         self._qlock = threading.Lock()
-        conn.on_up(self.replay)
+        self._lock = threading.RLock()  # the tracker's thread and the catch-up after an outage
+        conn.on_up(self.recover)
 
     def _keys(self, counters: Sequence[Counter]) -> list[str]:
         out = []
@@ -131,25 +134,46 @@ class RedisBudgetStore:
             out += [base + ":s", base + ":r", base + ":e"]
         return out
 
-    def _ensure_seeded(self) -> None:
-        if self._seeded or self._seed is None:
-            return
-        rows = [r for r in self._seed() if r[3] > 0]
+    def _ensure_seeded(self) -> bool:
+        """Add this replica's ledger spend to the counters once per Redis dataset; True when it did now."""
+        if self._seeded:
+            return False
+        rows = self.local.settled()
         keys = [self.conn.key("budget", "seeded", self.replica)]
         keys += [self.conn.key("budget", s, p, w) + ":s" for s, p, w, _ in rows]
-        ok, _ = self.conn.call("budget seed", self._seed_script, keys=keys,
-                               args=[repr(r[3]) for r in rows] + [_KEEP_S])
+        ok, done = self.conn.call("budget seed", self._seed_script, keys=keys,
+                                  args=[repr(r[3]) for r in rows] + [_KEEP_S])
         self._seeded = ok
+        if ok and done:  # the local counters hold every queued settle (each is counted there first)
+            with self._qlock:
+                dropped, self._queued = len(self._queued), []
+            log.warning("state: budget counters seeded in Redis from this replica's own counters "
+                        "(%d settles queued during an outage are in them)", dropped)
+        return bool(ok and done)
+
+    def recover(self) -> None:
+        """Redis answers again: re-seed if it lost its data (the local counters then hold the queued settles),
+        else send the queued settles."""
+        with self._lock:
+            self._seeded = False
+            if not self._ensure_seeded():
+                self.replay()
 
     # ------------------------------------------------------------------------------------------ store
     def reserve(self, rid: str, counters: Sequence[Counter], blocking: Sequence[float | None],
                 amount_usd: float) -> tuple[bool, list[float]]:
         if self.conn.up:
-            self._ensure_seeded()
-            args = [rid, repr(amount_usd), self.ttl_ms] + ["" if b is None else repr(b) for b in blocking]
-            ok, out = self.conn.call("budget reserve", self._reserve, keys=self._keys(counters), args=args)
+            with self._lock:
+                self._ensure_seeded()
+                args = [rid, repr(amount_usd), self.ttl_ms] + ["" if b is None else repr(b) for b in blocking]
+                marker = self.conn.key("budget", "seeded", self.replica)
+                ok, out = self.conn.call("budget reserve", self._reserve, keys=[*self._keys(counters), marker],
+                                         args=args)
+                if ok and not out[2]:  # Redis lost its data since this replica seeded it
+                    self._seeded = False
+                    self._ensure_seeded()
             if ok:
-                admit, spent = out
+                admit, spent, _ = out
                 return bool(admit), [float(s) for s in spent]
         # Degraded: this replica's own spend against its share of each hard limit.
         if self._on_fallback is not None:
@@ -160,26 +184,38 @@ class RedisBudgetStore:
         return admitted, [s / share for s in spent]
 
     def settle(self, rid: str, counters: Sequence[Counter], actual_usd: float) -> None:
-        self.local.settle(rid, counters, actual_usd)  # the local counters always hold this replica's spend
-        if not self._send(rid, tuple(counters), actual_usd):
-            with self._qlock:
-                self._queued.append((rid, tuple(counters), actual_usd))
+        with self._lock:
+            self.local.settle(rid, counters, actual_usd)  # the local counters always hold this replica's spend
+            sent = self._send(rid, tuple(counters), actual_usd)
+            if sent is None:
+                with self._qlock:
+                    self._queued.append((rid, tuple(counters), actual_usd))
+            elif not sent:  # Redis lost its data: the re-seed from the local counters includes this settle
+                self._seeded = False
+                self._ensure_seeded()
 
-    def _send(self, rid: str, counters: tuple[Counter, ...], actual_usd: float) -> bool:
-        keys = [self.conn.key("budget", "settled", rid), *self._keys(counters)]
-        ok, _ = self.conn.call("budget settle", self._settle, keys=keys,
-                               args=[rid, repr(actual_usd), _DONE_S, _KEEP_S])
-        return ok
+    def _send(self, rid: str, counters: tuple[Counter, ...], actual_usd: float) -> bool | None:
+        """True: applied (or already was); False: not applied, Redis lost this replica's seed; None: failed."""
+        keys = [self.conn.key("budget", "settled", rid), *self._keys(counters),
+                self.conn.key("budget", "seeded", self.replica)]
+        ok, out = self.conn.call("budget settle", self._settle, keys=keys,
+                                 args=[rid, repr(actual_usd), _DONE_S, _KEEP_S])
+        return (int(out) >= 0) if ok else None
 
     def replay(self) -> int:
         """Send the settles queued while Redis was down; the number sent."""
-        with self._qlock:
+        with self._lock, self._qlock:
             queued, self._queued = self._queued, []
         sent = 0
         for i, item in enumerate(queued):
-            if not self._send(*item):
+            done = self._send(*item)
+            if done is None:
                 with self._qlock:
                     self._queued[:0] = queued[i:]
+                break
+            if not done:  # Redis lost its data meanwhile: the local counters hold these settles
+                self._seeded = False
+                self._ensure_seeded()
                 break
             sent += 1
         if sent:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +58,9 @@ class SharedState:
     def _fallback(self, feature: str) -> None:
         self.metrics.state_fallbacks.labels(feature).inc()
 
-    def make_budget_store(self, local: LocalBudgetStore, *, ttl_s: float,
-                          seed: Callable[[], list[tuple[str, str, str, float]]] | None) -> RedisBudgetStore:
+    def make_budget_store(self, local: LocalBudgetStore, *, ttl_s: float) -> RedisBudgetStore:
         self.budget_store = RedisBudgetStore(self.conn, local, replica=self.replica, ttl_s=ttl_s,
-                                             share=self.config.fallback_budget_share, seed=seed,
-                                             on_fallback=self._fallback)
+                                             share=self.config.fallback_budget_share, on_fallback=self._fallback)
         return self.budget_store
 
     def start(self, cache: Any, breakers: Any, *, probe_ttl_s: float) -> None:

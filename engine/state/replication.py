@@ -102,6 +102,11 @@ class CacheReplicator:
             self._out.append((kind, body))
             self._cv.notify()
 
+    @property
+    def pending(self) -> int:
+        """Changes not yet sent to Redis."""
+        return len(self._out)
+
     def _wake(self) -> None:
         with self._cv:
             self._cv.notify_all()

@@ -22,7 +22,7 @@ def replica_config(tmp_path: Path, i: int, upstream: FakeUpstream, redis_url: st
         "ledger": {"flush_interval_s": 0.01},
     }
     if redis_url is not None:
-        cfg["state"] = {"url": redis_url, "timeout_ms": 100, "retry_s": 0.2}
+        cfg["state"] = {"url": redis_url, "timeout_ms": 1000, "retry_s": 0.2}  # a loaded 2-core CI box
     cfg.update(extra)
     return cfg
 
