@@ -10,7 +10,8 @@ Metrics (per request of the arm):
 * ``upstream_ms`` — the upstream wait, over answered misses (status < 400, not served from cache);
 * ``error_rate`` — share of 5xx answers;
 * ``hit_rate`` — share served from the cache (exact or semantic);
-* ``feedback`` — mean feedback score over requests that got one (``labels`` table: ``score``, else ``good``).
+* ``feedback`` — mean feedback score over requests that got one (``labels`` rows of source ``feedback`` or
+  ``judge``, joined on the request id: ``score``, else ``good`` as 0/1).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ METRICS: tuple[tuple[str, str], ...] = (
 
 def _rows(ledger: Any, name: str, since: float | None) -> list[dict[str, Any]]:
     has_labels = bool(ledger.query("SELECT 1 AS x FROM sqlite_master WHERE type='table' AND name='labels'"))
-    feedback = ("(SELECT AVG(COALESCE(l.score, l.good)) FROM labels l WHERE l.request_id = r.request_id)"
-                if has_labels else "NULL")
+    # Ratings of the answer itself (POST /v1/feedback, a judge), not the shadow checks of would-be cache hits.
+    feedback = ("(SELECT AVG(COALESCE(l.score, l.good)) FROM labels l WHERE l.request_id = r.request_id "
+                "AND l.source IN ('feedback', 'judge'))" if has_labels else "NULL")
     where = "r.experiment = ?" + (" AND r.ts >= ?" if since is not None else "")
     params: tuple[Any, ...] = (name, since) if since is not None else (name,)
     return ledger.query(

@@ -334,3 +334,25 @@ def test_streams_and_the_anthropic_door_keep_the_users_arm(proxy, upstream: Fake
                                "GROUP BY arm, stream")
     assert sum(r["n"] for r in rows) == 2 * len(users)
     assert {(r["arm"], r["stream"]) for r in rows} == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
+
+
+def test_feedback_scores_per_arm(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Ratings sent to POST /v1/feedback are the arms' feedback metric (joined on the request id)."""
+    exp = [{"name": "fb", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-b"}]}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        rated = Counter()
+        for i in range(30):
+            r = h.post("/v1/chat/completions", json={"model": "exp-a", "user": f"f{i}",
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+            model = r.headers["x-thrifty-model"]
+            if i % 3:  # two in three get a rating: arm a's answers good, arm b's 0.25
+                body = {"request_id": r.headers["x-thrifty-request-id"]}
+                body.update({"rating": "good"} if model == "exp-a" else {"score": 0.25})
+                assert h.post("/v1/feedback", json=body).status_code == 200
+                rated[model] += 1
+    engine.ledger.flush()
+    rep = report_mod.build(engine.ledger, "fb", control="a", arms=["a", "b"], shares=engine.experiments.weights("fb"))
+    fa, fb = rep["arms"]["a"]["metrics"]["feedback"], rep["arms"]["b"]["metrics"]["feedback"]
+    assert (fa.n, fa.value) == (rated["exp-a"], 1.0) and (fb.n, fb.value) == (rated["exp-b"], 0.25)
