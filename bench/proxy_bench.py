@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str], prog: str, default_out: str) -> argparse.Nam
     p.add_argument("--level-seconds", type=float)
     p.add_argument("--hits", type=int, help="cache-hit requests per path")
     p.add_argument("--work", type=Path, help="working folder (logs, data dir); default: a temp dir")
+    p.add_argument("--dashboard", choices=("browser", "poll"),
+                   help="with the dashboard open, refreshing every second: headless chromium on /ui, or its "
+                        "Overview calls alone (bench._dashboard)")
     p.add_argument("--tracing", action="store_true",
                    help="serve with tracing: {enabled: true} (exporter and sampler from the OTEL_* variables)")
     return p.parse_args(list(argv))
@@ -179,13 +182,22 @@ def _plot_sweep(report: Report, sweep: dict[str, dict[int, lg.Summary]], a: str,
     report.plot("sweep_latency", latency)
 
 
-def run_suite(plan: Plan, work: Path, report: Report, *, tracing: bool = False) -> dict[str, Any]:
+def run_suite(plan: Plan, work: Path, report: Report, *, tracing: bool = False,
+              dashboard: str | None = None) -> dict[str, Any]:
     with fake_upstream(work) as up:
         config = thrifty_config(up.port, work / "data")
         if tracing:
             config["tracing"] = {"enabled": True}
-        with thrifty_serve(config, work) as proxy:
-            return run_against(proxy, up, plan, report)
+        if dashboard is None:
+            with thrifty_serve(config, work) as proxy:
+                return run_against(proxy, up, plan, report)
+        from bench._dashboard import ADMIN_KEY, dashboard_open
+
+        with thrifty_serve(config, work, env={"THRIFTY_ADMIN_KEY": ADMIN_KEY}) as proxy, \
+                dashboard_open(proxy.port, dashboard) as polled:
+            data = run_against(proxy, up, plan, report)
+        report.data["dashboard"] = polled
+        return data
 
 
 def run_against(proxy: Server, up: Server, plan: Plan, report: Report) -> dict[str, Any]:
@@ -206,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         if args.tracing:
             report.note("Tracing on: spans exported over OTLP as the OTEL_* variables say.")
-        run_suite(plan, work, report, tracing=args.tracing)
+        if args.dashboard:
+            report.note(f"Dashboard open ({args.dashboard}), refreshing every second, during the whole run.")
+        run_suite(plan, work, report, tracing=args.tracing, dashboard=args.dashboard)
     report.write()
     return 0
 

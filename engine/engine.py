@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,7 @@ class Engine:
                              flush_interval=lcfg.flush_interval_s, journal=lcfg.journal, owner=self.worker)
         self.audit = AuditLog(self.settings.data_dir / "audit.sqlite3")  # run-time changes: who, when, old -> new
         self.overlay = Overlay(self)  # run-time controls, persisted to <data_dir>/overlay.yaml
+        self.upstream_failures: deque[dict[str, Any]] = deque(maxlen=50)  # failed requests' attempt lists
         # Shared state across replicas (engine/state): None without ``state:``, and redis is not imported then.
         self.state = build_state(self.settings, self.metrics, self.worker)
         self.rate_limits = RateLimits(self.settings.rate_limits, self.state.rate_limiter if self.state else None)
@@ -347,6 +349,9 @@ class Engine:
         for attempt in getattr(error, "details", None) or ():
             if isinstance(attempt, dict):
                 mt.upstream_errors.labels(label(attempt.get("deployment")), label(attempt.get("kind"))).inc()
+        if error is not None and error.details:  # the dashboard's recent upstream errors, with their attempts
+            self.upstream_failures.append({"ts": time.time(), "request_id": m.request_id, "tenant": ctx.tenant,
+                                           "status": status, "attempts": error.details})
         if ctx.experiment is not None:
             self.experiments.observe(ctx, status, usage)  # per-arm metrics and the guard rails
         self.ledger.record(self._record(ctx, status, error, response, usage))

@@ -179,39 +179,64 @@ def spend(engine: Engine, window: str, now: float | None = None) -> dict[str, An
     return out
 
 
+def _since_start(engine: Engine) -> tuple[dict[str, float], dict[str, float]]:
+    """(failed attempts, upstream answers) per deployment since this process started, from its metrics:
+    an attempt that failed and was recovered by a retry or a fallback is counted here, not in the ledger."""
+    failed: dict[str, float] = {}
+    for metric in engine.metrics.upstream_errors.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                d = sample.labels["deployment"]
+                failed[d] = failed.get(d, 0.0) + sample.value
+    answered: dict[str, float] = {}
+    for metric in engine.metrics.requests.collect():
+        for sample in metric.samples:
+            lab = sample.labels
+            if sample.name.endswith("_total") and lab["provider"] not in ("cache", "none", "") \
+                    and lab["status"] < "400":
+                d = f"{lab['provider']}/{lab['model']}"
+                answered[d] = answered.get(d, 0.0) + sample.value
+    return failed, answered
+
+
 def providers(engine: Engine, window: str, now: float | None = None) -> dict[str, Any]:
-    """Per deployment (provider/model): requests, error rate, upstream latency p50/p99; circuits; errors."""
+    """Per deployment (provider/model): answers and upstream latency p50/p99 in the window (ledger), failed
+    attempts and error rate since start (metrics), circuits; the last failed requests with their attempts."""
     now = time.time() if now is None else now
     name, span, _ = window_of(window)
     start = now - span
     group = "provider || '/' || model"
     where = " AND provider IS NOT NULL AND provider != 'cache' AND model IS NOT NULL"
     rows = engine.ledger.query(
-        f"SELECT provider, model, {group} AS deployment, COUNT(*) AS requests, SUM(status >= 400) AS errors, "
+        f"SELECT provider, model, {group} AS deployment, COUNT(*) AS requests, "
         f"AVG(latency_ms - overhead_ms) AS upstream_ms_avg, SUM(attempts > 1) AS retried "
         f"FROM requests WHERE ts >= ?{where} GROUP BY deployment ORDER BY requests DESC", (start,))
     pct = {r["k"]: r for r in _percentiles(engine, "latency_ms - overhead_ms", start, None, group, where)}
     states = engine.dispatcher.breakers.states()
-    for r in rows:
-        p = pct.get(r["deployment"], {})
-        r["upstream_ms_p50"], r["upstream_ms_p99"] = p.get("p50"), p.get("p99")
-        r["error_rate"] = (r["errors"] or 0) / r["requests"] if r["requests"] else 0.0
-        r["circuit"] = states.get(r["deployment"], "closed")
+    failed, answered = _since_start(engine)
+    seen = {r["deployment"] for r in rows}
+    rows += [{"provider": d.split("/", 1)[0], "model": d.split("/", 1)[-1], "deployment": d, "requests": 0,
+              "upstream_ms_avg": None, "retried": 0} for d in sorted(set(failed) - seen)]
     by_provider: dict[str, dict[str, Any]] = {}
     for r in rows:
-        acc = by_provider.setdefault(r["provider"], {"provider": r["provider"], "requests": 0, "errors": 0})
+        d = r["deployment"]
+        p = pct.get(d, {})
+        r["upstream_ms_p50"], r["upstream_ms_p99"] = p.get("p50"), p.get("p99")
+        r["failed_attempts"], ok = failed.get(d, 0.0), answered.get(d, 0.0)
+        r["error_rate"] = r["failed_attempts"] / (r["failed_attempts"] + ok) if r["failed_attempts"] + ok else 0.0
+        r["circuit"] = states.get(d, "closed")
+        acc = by_provider.setdefault(r["provider"], {"provider": r["provider"], "requests": 0, "failed_attempts": 0.0,
+                                                     "answered": 0.0})
         acc["requests"] += r["requests"]
-        acc["errors"] += r["errors"] or 0
+        acc["failed_attempts"] += r["failed_attempts"]
+        acc["answered"] += ok
     for acc in by_provider.values():
-        acc["error_rate"] = acc["errors"] / acc["requests"] if acc["requests"] else 0.0
-    errors = engine.ledger.query(
-        "SELECT request_id, ts, tenant, route, model, provider, status, error_class, attempts, routing "
-        "FROM requests WHERE ts >= ? AND status >= 500 ORDER BY ts DESC LIMIT 20", (start,))
-    for e in errors:
-        e["routing"] = msgspec.json.decode(e["routing"]) if e["routing"] else None
+        tried = acc["failed_attempts"] + acc["answered"]
+        acc["error_rate"] = acc["failed_attempts"] / tried if tried else 0.0
+    recent = [f for f in reversed(engine.upstream_failures) if f["ts"] >= start]
     return {"window": name, "deployments": rows, "providers": list(by_provider.values()),
             "circuits": states, "open_circuits": sorted(d for d, s in states.items() if s == "open"),
-            "recent_errors": errors}
+            "recent_errors": recent}
 
 
 def namespaces(engine: Engine) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from live_server import LiveServer
 from ui_support import ADMIN_KEY, CHROMIUM, ask, browser, traffic, ui_config
 
-from bench.fake_upstream import FakeUpstream
+from bench.fake_upstream import FakeUpstream, Reply
 from engine import Engine
 from engine.server import create_app
 
@@ -133,32 +133,35 @@ def test_wrong_key_loads_no_data(proxy: Any, ctx: Any) -> None:
     assert live.engine is not None and live.engine.settings.raw.cache.mode == "on"
 
 
-def test_numbers_shown_equal_the_ledger(proxy: Any, ctx: Any) -> None:
+def test_numbers_shown_equal_the_ledger(proxy: Any, ctx: Any, upstream: FakeUpstream) -> None:
     live = proxy()
     with httpx.Client(base_url=live.url) as h:
         assert [r.status_code for r in traffic(h)] == [200] * 11
+        upstream.script(Reply(status=503), model="gpt-4.1")  # one upstream failure, pinned: no fallback
+        failed = ask(h, "This one fails upstream", model="gpt-4.1")
+        assert failed.status_code >= 500
     engine = live.engine
     assert engine is not None
     engine.ledger.flush()
     q = engine.ledger.query
     total = q("SELECT COUNT(*) AS n, SUM(cost_usd) AS spend, SUM(saved_usd) AS saved, "
-              "SUM(cache IN ('exact', 'hit')) AS hits FROM requests")[0]
-    assert total["n"] == 11 and total["hits"] == 3
+              "SUM(cache IN ('exact', 'hit')) AS hits, SUM(status >= 400) AS errors FROM requests")[0]
+    assert total["n"] == 12 and total["hits"] == 3 and total["errors"] == 1
 
     page = ctx.new_page()
     sign_in(page, live.url)
     open_panel(page, live.url, "overview")
-    assert value(page, "requests") == total["n"] and text(page, "requests") == "11"
+    assert value(page, "requests") == total["n"] and text(page, "requests") == "12"
     assert value(page, "spend_today") == pytest.approx(total["spend"], rel=1e-12)
     assert value(page, "spend_month") == pytest.approx(total["spend"], rel=1e-12)
     assert value(page, "saved_cache") == pytest.approx(total["saved"], rel=1e-12)
-    assert value(page, "hit_rate") == pytest.approx(3 / 11) and text(page, "hit_rate") == "27.3 %"
-    assert value(page, "error_rate") == 0
+    assert value(page, "hit_rate") == pytest.approx(3 / 12) and text(page, "hit_rate") == "25 %"
+    assert value(page, "error_rate") == pytest.approx(1 / 12) and text(page, "error_rate") == "8.3 %"
     shown = text(page, "spend_today")
     assert re.fullmatch(r"\$0\.\d+", shown) and float(shown[1:]) == pytest.approx(total["spend"], rel=5e-3)
 
     open_panel(page, live.url, "spend")
-    for row in q("SELECT model, SUM(cost_usd) AS s FROM requests GROUP BY model"):
+    for row in q("SELECT COALESCE(model, '') AS model, SUM(cost_usd) AS s FROM requests GROUP BY model"):
         assert value(page, f"spend:model:{row['model']}") == pytest.approx(row["s"], rel=1e-12)
     for row in q("SELECT tenant, SUM(cost_usd) AS s FROM requests GROUP BY tenant"):
         assert value(page, f"spend:tenant:{row['tenant']}") == pytest.approx(row["s"], rel=1e-12)
@@ -184,6 +187,8 @@ def test_numbers_shown_equal_the_ledger(proxy: Any, ctx: Any) -> None:
     open_panel(page, live.url, "providers")
     for row in q("SELECT provider || '/' || model AS d, COUNT(*) AS n FROM requests WHERE provider = 'fake' GROUP BY d"):
         assert value(page, f"dep:{row['d']}") == row["n"]
+    attempts = page.locator("ol.attempts li").all_inner_texts()
+    assert attempts and attempts[0].startswith("fake/gpt-4.1") and "503" in attempts[0], attempts
 
 
 def _apply(page: Any, control: str, fill: dict[str, str], select: dict[str, str] | None = None) -> None:

@@ -203,7 +203,7 @@ async function cache() {
   const quality = (st.quality || []).filter((q) => q.labelled);
   $("ca-false").replaceChildren(h("h3", {}, "Estimated false-hit rate"), quality.length
     ? table([
-      { label: "Space", cell: (q) => `${q.tenant ?? ""}/${q.namespace ?? ""}` },
+      { label: "Space", cell: (q) => (String(q.namespace).includes("/") ? q.namespace : `${q.tenant ?? ""}/${q.namespace ?? ""}`) },
       { label: "Hit rate", num: true, cell: (q) => pct(q.hit_rate) },
       { label: "Labels", num: true, cell: (q) => int(q.labelled) },
       { label: "False hits", num: true, cell: (q) => val(`false:${q.tenant}/${q.namespace}`, q.false_hit_rate, pct(q.false_hit_rate)) },
@@ -304,27 +304,30 @@ async function providers() {
     h("p", {}, d.open_circuits.length ? h("strong", { class: "bad" }, `Open circuits: ${d.open_circuits.join(", ")}`) : "No open circuit."),
     table([
       { label: "Provider", cell: (r) => r.provider },
-      { label: "Requests", num: true, cell: (r) => int(r.requests) },
-      { label: "Error rate", num: true, cell: (r) => pct(r.error_rate) },
+      { label: "Answers (window)", num: true, cell: (r) => int(r.requests) },
+      { label: "Failed attempts*", num: true, cell: (r) => int(r.failed_attempts) },
+      { label: "Error rate*", num: true, cell: (r) => pct(r.error_rate) },
     ], d.providers),
     h("h3", {}, "Deployments"),
     table([
       { label: "Deployment", cell: (r) => r.deployment },
-      { label: "Requests", num: true, cell: (r) => val(`dep:${r.deployment}`, r.requests, int(r.requests)) },
-      { label: "Error rate", num: true, cell: (r) => pct(r.error_rate) },
+      { label: "Answers (window)", num: true, cell: (r) => val(`dep:${r.deployment}`, r.requests, int(r.requests)) },
       { label: "Upstream p50", num: true, cell: (r) => ms(r.upstream_ms_p50) },
       { label: "Upstream p99", num: true, cell: (r) => ms(r.upstream_ms_p99) },
       { label: "Retried", num: true, cell: (r) => int(r.retried) },
+      { label: "Failed attempts*", num: true, cell: (r) => int(r.failed_attempts) },
+      { label: "Error rate*", num: true, cell: (r) => pct(r.error_rate) },
       { label: "Circuit", cell: (r) => h("span", { class: `pill ${r.circuit === "closed" ? "ok" : "reject"}` }, r.circuit) },
     ], d.deployments),
+    h("p", { class: "hint" }, "* since this worker started (every attempt, including those a retry or fallback recovered)."),
     h("h3", {}, "Recent upstream errors"),
     table([
-      { label: "When", cell: (r) => ago(r.ts) },
+      { label: "When", cell: (r) => h("time", { title: iso(r.ts) }, ago(r.ts)) },
       { label: "Tenant", cell: (r) => r.tenant },
-      { label: "Status", cell: (r) => `${r.status} ${r.error_class || ""}` },
-      { label: "Attempts", num: true, cell: (r) => int(r.attempts) },
-      { label: "Tried", cell: (r) => (r.routing?.candidates || []).map((c) => c[0]).join(" → ") || r.route || "" },
-    ], d.recent_errors, { empty: "No upstream error in the window." }));
+      { label: "Status", num: true, cell: (r) => r.status },
+      { label: "Attempts", cell: (r) => h("ol", { class: "attempts" }, r.attempts.map((a) =>
+        h("li", {}, [a.deployment, a.kind, a.status, a.error || a.message].filter((x) => x != null && x !== "").join(" · ")))) },
+    ], d.recent_errors, { empty: "No failed request in the window." }));
 }
 
 // ------------------------------------------------------------------------------------------ controls
