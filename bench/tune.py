@@ -358,7 +358,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-error", type=float, default=0.02, help="false-hit rate bound (default 0.02)")
     p.add_argument("--criterion", choices=["upper", "point"], default="upper",
                    help="the bound applies to the upper end of the 95%% interval (default) or the estimate")
-    p.add_argument("--policies", default="balanced,recall", help="guard settings swept: hit-policy presets")
+    p.add_argument("--policies", default="cosine,verified",
+                   help="guard settings swept: hit-policy presets (cache.policy.PRESETS)")
     p.add_argument("--deltas", default="", help="adaptive error bounds to replay, e.g. 0.01,0.02,0.05")
     p.add_argument("--split", type=float, default=0.0, help="fraction held out as a test part")
     p.add_argument("--by", help="report per group: a pair field (domain) or namespace / tenant (ledger)")

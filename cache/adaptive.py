@@ -62,6 +62,11 @@ class AdaptiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     window: float = 0.03  # half-width of the score window the namespace prior pools labels over
     explore_rate: float = 0.02  # confident hits still explored, to keep checking what is served
     model_prior: tuple[float, float] = (0.2, 19.8)  # (bad, good) pseudo-labels for the threshold model's checks
+    # What delta bounds. "request": every served answer's own error bound is under delta (vCache's per-request
+    # guarantee). "namespace": the namespace's false-hit rate (wrong cached answers / requests): a candidate is
+    # served when its error bound, added to the bounds of every answer served so far, keeps that sum under
+    # delta x the requests seen (the gate is told of every lookup: ``seen``).
+    bound: Literal["request", "namespace"] = "request"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.delta < 0.5:
@@ -105,9 +110,11 @@ def _bin(score: float) -> int:
 class _Space:
     """One namespace's labels: per-bin counts (the prior) and each entry's own labels."""
 
-    __slots__ = ("bad", "checks", "entries", "good")
+    __slots__ = ("bad", "checks", "entries", "good", "requests", "spent")
 
     def __init__(self) -> None:
+        self.requests = 0  # lookups seen (bound "namespace")
+        self.spent = 0.0  # the sum of the error bounds of the answers served
         self.good = [0] * _BINS
         self.bad = [0] * _BINS
         self.entries: dict[int, list[tuple[float, bool]]] = {}
@@ -149,11 +156,35 @@ class AdaptiveGate:
         err = self.error_bound(namespace, entry_id, score)
         if err is None:
             return "refuse"
-        if err < self.config.delta:
+        if self.config.bound == "namespace":
+            ok = self._spend(namespace, err)
+        else:
+            ok = err < self.config.delta
+        if ok:
             if self.config.explore_rate and self._rng.random() < self.config.explore_rate:
                 return "explore"
             return "serve"
         return "explore"
+
+    def seen(self, namespace: str) -> None:
+        """One lookup in ``namespace`` (bound "namespace": the requests the false-hit budget grows with)."""
+        if self.config.bound == "namespace":
+            with self._mu:
+                self._space(namespace).requests += 1
+
+    def _spend(self, namespace: str, err: float) -> bool:
+        with self._mu:
+            space = self._space(namespace)
+            if space.spent + err > self.config.delta * max(space.requests, 1):
+                return False
+            space.spent += err
+            return True
+
+    def _space(self, namespace: str) -> _Space:
+        space = self._spaces.get(namespace)
+        if space is None:
+            space = self._spaces[namespace] = _Space()
+        return space
 
     def approved(self, namespace: str, entry_id: int, score: float) -> bool:
         """True when ``entry_id`` was judged right (a label) at a score at or below ``score`` and never wrong at
@@ -219,9 +250,7 @@ class AdaptiveGate:
             self.learn(ns, eid, score, good)
 
     def _learn(self, namespace: str, entry_id: int, score: float, good: bool) -> None:
-        space = self._spaces.get(namespace)
-        if space is None:
-            space = self._spaces[namespace] = _Space()
+        space = self._space(namespace)
         labels = space.entries.setdefault(entry_id, [])
         if labels and score >= _interval(labels)[1]:
             space.checks[0 if not good else 1] += 1  # a check of the threshold model on this entry

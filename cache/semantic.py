@@ -255,6 +255,8 @@ class SemanticCache:
         static = policy.threshold if threshold is None else threshold
         adaptive = gate is not None and self.gate_adaptive and threshold is None
         verify_at = min(static, gate.floor) if adaptive else threshold  # the gate decides above its floor
+        if adaptive:
+            gate.seen(scope.namespace)
         ids, scores = self._index.search(scope.partition, vector, policy.top_k)
         low = static - float(probe.get("margin", 0.0)) if probe is not None else static
         if gate is not None:

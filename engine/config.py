@@ -65,7 +65,7 @@ class ShadowConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # How a text answer is compared: "encoder" (cosine of the two answers with the cache's encoder, a match at
     # or above text_threshold) or "judge" (judge_model asked through the dispatcher, off the request path).
     compare: Literal["encoder", "judge"] = "encoder"
-    text_threshold: float = 0.90
+    text_threshold: float = 0.85
     judge_model: str | None = None
     max_pending: int = 256  # comparisons waiting at most; more are dropped (counted), never queued on a request
 
@@ -96,9 +96,12 @@ class NearMissConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     mode: CacheMode = "on"  # default per-request mode
-    # The hit policy's preset (cache.policy.PRESETS): "balanced" is precision first on real traffic,
-    # "recall" serves reworded LLM prompts (README, "Hit policy").
-    policy: Literal["strict", "balanced", "recall", "learned"] = "balanced"
+    # The hit policy's preset (cache.policy.PRESETS, README "Hit policy"): "verified" (guards, then the
+    # learned verifier) serves real and reworded LLM traffic alike; "precise"/"reach" trade hits for a
+    # lower/higher false-hit bound; "cosine" runs no model. Older names still load.
+    policy: Literal[
+        "verified", "precise", "reach", "cosine", "strict", "balanced", "recall", "learned"
+    ] = "verified"
     threshold: float | None = None  # None: the preset's measured threshold
     ttl_s: float | None = 7 * 24 * 3600.0
     max_entries: int | None = 1_000_000

@@ -143,6 +143,14 @@ async def _endpoint(proxy: Proxy, request: Request) -> Response:
     return Response(_json.encode(result), media_type="application/json")
 
 
+_MIN_EXACT = 20  # shadowed exact hits needed before the estimate is corrected by their false "bad" rate
+
+
+def _corrected(observed: float, false_bad: float) -> float:
+    """observed = true + (1 - true) x false_bad, solved for true."""
+    return observed if false_bad >= 1.0 else min(1.0, max(0.0, (observed - false_bad) / (1.0 - false_bad)))
+
+
 def quality(ledger: Ledger, *, tenant: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
     """Per (tenant, namespace): requests, hit rate, money saved, and the shadow + feedback estimate of the
     false-hit rate (the share of cached answers, served or would-be, judged wrong) with its 95 % Wilson
@@ -156,9 +164,17 @@ def quality(ledger: Ledger, *, tenant: str | None = None, since: float | None = 
         n = bad + sum(v["good"] for v in labels.values())
         lo, hi = wilson_interval(bad, n)
         requests = row["requests"] or 0
-        out.append({**row, "hit_rate": (row["hits"] or 0) / requests if requests else 0.0,
-                    "labels": labels, "labelled": n,
-                    "false_hit_rate": bad / n if n else None,
-                    "false_hit_interval": [lo, hi] if n else None})
+        exact = row.pop("exact_shadow", None)
+        item = {**row, "hit_rate": (row["hits"] or 0) / requests if requests else 0.0,
+                "labels": labels, "labelled": n,
+                "false_hit_rate": bad / n if n else None,
+                "false_hit_interval": [lo, hi] if n else None}
+        if exact is not None and n and exact["good"] + exact["bad"] >= _MIN_EXACT:
+            # The comparison's false "bad" rate, from shadowed exact hits, taken out of the estimate.
+            noise = exact["bad"] / (exact["good"] + exact["bad"])
+            item["comparison_false_bad"] = noise
+            item["false_hit_rate_corrected"] = _corrected(bad / n, noise)
+            item["false_hit_interval_corrected"] = [_corrected(lo, noise), _corrected(hi, noise)]
+        out.append(item)
     out.sort(key=lambda r: (str(r["tenant"]), str(r["namespace"])))
     return out

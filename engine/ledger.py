@@ -435,6 +435,22 @@ class Ledger:
                 "tenant": r["tenant"], "namespace": r["namespace"], "requests": 0, "hits": 0, "saved_usd": 0.0,
                 "labels": {}})
             slot["labels"][r["source"]] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
+        # Shadowed exact hits (same request again: the cached answer is right by definition) measure the
+        # comparison's own false "bad" rate.
+        cond, cparams = [], []
+        for col, value in (("tenant", tenant), ("ts", since)):
+            if value is not None:
+                cond.append(f"l.{col} {'>=' if col == 'ts' else '='} ?")
+                cparams.append(value)
+        exact = self.query(
+            "SELECT l.tenant AS tenant, l.namespace AS namespace, SUM(l.good) AS good, COUNT(*) AS n FROM labels l "
+            "JOIN requests r ON r.request_id = l.request_id WHERE l.source IN ('shadow', 'judge') "
+            "AND l.entry_id IS NOT NULL AND r.hit_score IS NULL AND r.cache = 'miss'"
+            + "".join(" AND " + c for c in cond) + " GROUP BY l.tenant, l.namespace", tuple(cparams))
+        for r in exact:
+            slot = out.get((r["tenant"], r["namespace"]))
+            if slot is not None:
+                slot["exact_shadow"] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
         return list(out.values())
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

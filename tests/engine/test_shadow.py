@@ -115,3 +115,45 @@ def test_structured_comparison_is_exact() -> None:
     assert structured_match(_text_response('{"a": 1, "b": 2}'), _text_response('{"b": 2, "a": 1}'), True) is True
     assert structured_match(_text_response('{"a": 1}'), _text_response('{"a": 2}'), True) is False
     assert structured_match(_text_response("hello"), _text_response("hello there"), False) is None
+
+
+def test_adaptive_explores_then_learns_through_the_proxy(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, upstream, cache={"policy": "cosine",
+                                                       "adaptive": {"enabled": True, "delta": 0.05, "explore_rate": 0.0}})
+    live, engine = serve(cfg)
+    q, para = "How do I reverse a list in Python?", "How can I reverse a list in Python?"
+    assert _ask(live.url, q).headers["x-thrifty-cache"] == "miss"
+    ro = {"x-thrifty-cache-mode": "read-only"}  # the fresh answers to the paraphrase are not stored
+    r = _ask(live.url, para, headers=ro)  # a candidate, but no labels yet: explored (fresh answer, compared later)
+    assert r.headers["x-thrifty-cache"] == "miss"
+    _wait_labels(engine, 1)
+    row = engine.ledger.query("SELECT source, good, entry_id FROM labels")[0]
+    assert row["source"] == "shadow" and row["good"] == 1 and row["entry_id"]
+    assert engine.cache.stats().explored == 1
+    gate = engine.gate
+    assert gate is not None and gate.summary("default/default")["labels"] == 1
+    # With the namespace's evidence at that score, the same entry is served.
+    engine.ledger.flush()
+    hit_score = engine.ledger.query("SELECT hit_score FROM requests WHERE request_id = ?",
+                                    (r.headers["x-thrifty-request-id"],))[0]["hit_score"]
+    for i in range(300):
+        gate.learn("default/default", 10_000 + i, hit_score, True)
+    served = _ask(live.url, para, headers=ro)
+    assert served.headers["x-thrifty-cache"] == "hit"
+
+
+def test_near_miss_is_judged_and_then_served(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, upstream, cache={"policy": "cosine", "near_miss": {"enabled": True, "margin": 0.2}})
+    live, engine = serve(cfg)
+    q, para = "How do I reverse a list in Python?", "Reversing a Python list: how?"  # cosine 0.90
+    assert _ask(live.url, q).headers["x-thrifty-cache"] == "miss"
+    ro = {"x-thrifty-cache-mode": "read-only"}  # the paraphrase's fresh answer is not stored
+    first = _ask(live.url, para, headers=ro)  # under the threshold: a miss, and a near miss to judge later
+    assert first.headers["x-thrifty-cache"] == "miss"
+    _wait_labels(engine, 1)
+    row = engine.ledger.query("SELECT source, good, similarity FROM labels")[0]
+    assert row["source"] == "nearmiss" and row["good"] == 1 and row["similarity"] < 0.96
+    # Approved: a request as close to that entry is served from it now.
+    again = _ask(live.url, para, headers=ro)
+    assert again.headers["x-thrifty-cache"] == "hit"
+    assert len(engine.ledger.query("SELECT * FROM labels")) == 1  # a served hit is not judged again

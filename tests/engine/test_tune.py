@@ -69,7 +69,7 @@ def test_tune_recommends_within_the_bound_and_writes_the_config(fixture_pairs: P
 def test_tune_split_and_groups(fixture_pairs: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "t.json"
     assert tune.main(["--pairs", str(fixture_pairs), "--max-error", "0.2", "--bootstrap", "50", "--by", "domain",
-                      "--policies", "balanced", "--json", str(out)]) == 0
+                      "--policies", "cosine", "--json", str(out)]) == 0
     groups = [d["group"] for d in json.loads(out.read_text())["datasets"]]
     assert groups == ["d0", "d1"]
     assert tune.main(["--pairs", str(fixture_pairs), "--split", "0.5", "--bootstrap", "50", "--max-error", "0.2",
