@@ -437,7 +437,8 @@ class Ledger:
             slot["labels"][r["source"]] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
         # Shadowed exact hits (same request again: the cached answer is right by definition) measure the
         # comparison's own false "bad" rate.
-        cond, cparams = [], []
+        cond: list[str] = []
+        cparams: list[Any] = []
         for col, value in (("tenant", tenant), ("ts", since)):
             if value is not None:
                 cond.append(f"l.{col} {'>=' if col == 'ts' else '='} ?")
@@ -448,9 +449,9 @@ class Ledger:
             "AND l.entry_id IS NOT NULL AND r.hit_score IS NULL AND r.cache = 'miss'"
             + "".join(" AND " + c for c in cond) + " GROUP BY l.tenant, l.namespace", tuple(cparams))
         for r in exact:
-            slot = out.get((r["tenant"], r["namespace"]))
-            if slot is not None:
-                slot["exact_shadow"] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
+            found = out.get((r["tenant"], r["namespace"]))
+            if found is not None:
+                found["exact_shadow"] = {"good": int(r["good"] or 0), "bad": int(r["n"] - (r["good"] or 0))}
         return list(out.values())
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
