@@ -10,8 +10,10 @@ Metrics (per request of the arm):
 * ``upstream_ms`` — the upstream wait, over answered misses (status < 400, not served from cache);
 * ``error_rate`` — share of 5xx answers;
 * ``hit_rate`` — share served from the cache (exact or semantic);
-* ``feedback`` — mean feedback score over requests that got one (``labels`` rows of source ``feedback`` or
-  ``judge``, joined on the request id: ``score``, else ``good`` as 0/1).
+* ``feedback`` — mean feedback score over requests that got one (``labels`` rows of source ``feedback``,
+  joined on the request id: ``score``, else ``good`` as 0/1);
+* ``judge`` — for a non-control arm with a judge, the mean probability that its answer is at least as good
+  as control's (0.5: parity), over the judged sample (engine/_experiment_judge.py).
 """
 
 from __future__ import annotations
@@ -28,21 +30,24 @@ from engine import _experiment_stats as st
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("cost_usd", "mean"), ("tokens", "mean"), ("added_ms", "mean"), ("upstream_ms", "mean"),
-    ("error_rate", "rate"), ("hit_rate", "rate"), ("feedback", "mean"),
+    ("error_rate", "rate"), ("hit_rate", "rate"), ("feedback", "mean"), ("judge", "mean"),
 )
 
 
 def _rows(ledger: Any, name: str, since: float | None) -> list[dict[str, Any]]:
     has_labels = bool(ledger.query("SELECT 1 AS x FROM sqlite_master WHERE type='table' AND name='labels'"))
-    # Ratings of the answer itself (POST /v1/feedback, a judge), not the shadow checks of would-be cache hits.
-    feedback = ("(SELECT AVG(COALESCE(l.score, l.good)) FROM labels l WHERE l.request_id = r.request_id "
-                "AND l.source IN ('feedback', 'judge'))" if has_labels else "NULL")
+    # Ratings of the answer itself (POST /v1/feedback) and the judge's comparisons with control, not the
+    # shadow checks of would-be cache hits.
+    def of(source: str) -> str:
+        return (f"(SELECT AVG(COALESCE(l.score, l.good)) FROM labels l WHERE l.request_id = r.request_id "
+                f"AND l.source = '{source}')" if has_labels else "NULL")
+
     where = "r.experiment = ?" + (" AND r.ts >= ?" if since is not None else "")
     params: tuple[Any, ...] = (name, since) if since is not None else (name,)
     return ledger.query(
         "SELECT r.arm AS arm, r.ts AS ts, r.cost_usd AS cost_usd, r.prompt_tokens + r.completion_tokens AS tokens, "
         "r.latency_ms AS latency_ms, r.overhead_ms AS overhead_ms, r.status AS status, r.cache AS cache, "
-        f"{feedback} AS feedback FROM requests r WHERE {where} ORDER BY r.ts", params)
+        f"{of('feedback')} AS feedback, {of('judge')} AS judge FROM requests r WHERE {where} ORDER BY r.ts", params)
 
 
 def _series(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -55,6 +60,8 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
     answered = (status < 400) & ~hit
     fb = np.array([r["feedback"] if r["feedback"] is not None else math.nan for r in rows], dtype=np.float64)
     has_fb = ~np.isnan(fb)
+    jd = np.array([r["judge"] if r["judge"] is not None else math.nan for r in rows], dtype=np.float64)
+    has_jd = ~np.isnan(jd)
     return {
         "cost_usd": (np.array([r["cost_usd"] for r in rows], dtype=np.float64), ts),
         "tokens": (np.array([r["tokens"] for r in rows], dtype=np.float64), ts),
@@ -63,6 +70,7 @@ def _series(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
         "error_rate": ((status >= 500).astype(np.float64), ts),
         "hit_rate": (hit.astype(np.float64), ts),
         "feedback": (fb[has_fb], ts[has_fb]),
+        "judge": (jd[has_jd], ts[has_jd]),
     }
 
 
@@ -113,10 +121,6 @@ def as_builtins(report: dict[str, Any]) -> Any:
         return x
 
     return clean(msgspec.to_builtins(report))
-
-
-_UNITS = {"cost_usd": "USD", "tokens": "tok", "added_ms": "ms", "upstream_ms": "ms", "error_rate": "",
-          "hit_rate": "", "feedback": ""}
 
 
 def _fmt(x: float | None, metric: str) -> str:

@@ -83,7 +83,7 @@ class Engine:
         from engine.experiments import build_experiments
 
         self.experiments = build_experiments(self.settings, self.catalog, self.parts.providers, audit=self.audit,
-                                             metrics=self.metrics)
+                                             metrics=self.metrics, engine=self)
         self.pipeline = Pipeline(self)
         from engine.shadow import ShadowWorker
 
@@ -159,6 +159,8 @@ class Engine:
         await asyncio.to_thread(self.parts.encoder.encode, ["warm up"])
 
     async def aclose(self) -> None:
+        if self.experiments.judge is not None:
+            await self.experiments.judge.drain(timeout=5.0)  # its calls need the dispatcher, closed below
         if self._exporter is not None:
             await asyncio.to_thread(self._exporter.stop)
             self._exporter = None
@@ -353,7 +355,7 @@ class Engine:
             self.upstream_failures.append({"ts": time.time(), "request_id": m.request_id, "tenant": ctx.tenant,
                                            "status": status, "attempts": error.details})
         if ctx.experiment is not None:
-            self.experiments.observe(ctx, status, usage)  # per-arm metrics and the guard rails
+            self.experiments.observe(ctx, status, usage, response)  # per-arm metrics, guard rails, judge sample
         self.ledger.record(self._record(ctx, status, error, response, usage))
 
     def _record(self, ctx: Ctx, status: int, error: ThriftyError | None, response: ChatResponse | None,

@@ -55,7 +55,7 @@ import msgspec
 import numpy as np
 
 from engine.errors import ConflictError, RequestError
-from router.types import CacheMode, Policy, text_of
+from router.types import CacheMode, ChatRequest, Policy, text_of
 
 if TYPE_CHECKING:
     from engine.pipeline import Ctx
@@ -134,6 +134,20 @@ class Guard(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
             raise ValueError(f"min_requests must be between 1 and 1000000, got {self.min_requests}")
 
 
+class JudgeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A judge model comparing a sample of each arm's answers with control's (engine/_experiment_judge.py)."""
+
+    model: str  # a catalog model
+    sample: float = 0.02  # share of a non-control arm's answered requests that are judged
+    max_pending: int = 4  # comparisons in flight at once per worker; more are not sampled
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sample <= 1:
+            raise ValueError(f"judge.sample must be in (0, 1], got {self.sample}")
+        if not 1 <= self.max_pending <= 256:
+            raise ValueError(f"judge.max_pending must be between 1 and 256, got {self.max_pending}")
+
+
 class ExperimentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     arms: tuple[Arm, ...]
@@ -142,6 +156,7 @@ class ExperimentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     stickiness: Literal["user", "tenant", "conversation"] = "user"
     guard: Guard = Guard()
     alpha: float = 0.05  # the sequential test's error rate (false "decided" under no difference)
+    judge: JudgeConfig | None = None
 
     def __post_init__(self) -> None:
         problem = _name_problem(self.name)
@@ -341,7 +356,8 @@ class ExperimentSet:
 
     def __init__(self, configs: Iterable[ExperimentConfig], data_dir: Path, *, audit: Any = None,
                  metrics: Any = None, validate: Callable[[ExperimentConfig], None] | None = None,
-                 cache_enabled: bool = True, default_namespace: Callable[[str], str] | None = None) -> None:
+                 cache_enabled: bool = True, default_namespace: Callable[[str], str] | None = None,
+                 judge: Any = None) -> None:
         self.configured = tuple(configs)
         names = [c.name for c in self.configured]
         if len(set(names)) != len(names):
@@ -357,6 +373,8 @@ class ExperimentSet:
         self.store = _Store(data_dir / "experiments.json")
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], _Window] = {}
+        self.judge = judge  # engine._experiment_judge.Judge, or None (no engine: the CLI's read-only view)
+        self._originals: dict[str, ChatRequest] = {}  # request id -> the request before its arm, when sampled
         self._stamp = -1
         self._checked = 0.0
         self.live: tuple[_Live, ...] = ()
@@ -432,6 +450,10 @@ class ExperimentSet:
             return
         arm = a.arm
         ctx.experiment, ctx.arm, ctx.variant, ctx.prefer_provider = a.experiment, arm.name, a.variant, arm.route
+        cfg = self._live_config(a.experiment)
+        if (cfg is not None and cfg.judge is not None and self.judge is not None and arm.name != cfg.control
+                and len(self._originals) < 1024 and self.judge.wants(cfg.judge)):
+            self._originals[ctx.meta.request_id] = ctx.request
         if arm.model is not None:
             ctx.request = msgspec.structs.replace(ctx.request, model=arm.model)
         changes: dict[str, Any] = {}
@@ -448,10 +470,18 @@ class ExperimentSet:
         if changes:
             ctx.options = msgspec.structs.replace(ctx.options, **changes)
 
-    def observe(self, ctx: Ctx, status: int, usage: Any) -> None:
-        """Per-arm metrics and the guard rails, for a request that was in an experiment."""
+    def _live_config(self, name: str) -> ExperimentConfig | None:
+        return next((x.cfg for x in self.live if x.cfg.name == name), None)
+
+    def observe(self, ctx: Ctx, status: int, usage: Any, response: Any = None) -> None:
+        """Per-arm metrics, the guard rails and the judge's sample, for a request that was in an experiment."""
         name, arm, m = ctx.experiment, ctx.arm, ctx.meta
         assert name is not None and arm is not None
+        original = self._originals.pop(m.request_id, None) if self._originals else None
+        if original is not None and status == 200 and response is not None and m.cache not in ("exact", "hit"):
+            cfg = self._live_config(name)
+            if cfg is not None and self.judge is not None:
+                self.judge.submit(cfg, ctx, original, response)
         mt = self.metrics
         if mt is not None:
             outcome = "error" if status >= 500 else ("hit" if m.cache in ("exact", "hit") else "ok")
@@ -631,7 +661,7 @@ def _summary(st: ExperimentState) -> dict[str, Any]:
 
 
 def build_experiments(settings: Any, catalog: Any, providers: Iterable[str], *, audit: Any = None,
-                      metrics: Any = None) -> ExperimentSet:
+                      metrics: Any = None, engine: Any = None) -> ExperimentSet:
     """The Engine's experiments, with every arm's model and route checked against the catalog and providers."""
     from engine.errors import ConfigError
 
@@ -644,6 +674,8 @@ def build_experiments(settings: Any, catalog: Any, providers: Iterable[str], *, 
             if arm.route is not None and arm.route not in known:
                 raise RequestError(f"experiment {cfg.name}: arm {arm.name}: route {arm.route!r} is not a configured "
                                    f"provider ({', '.join(sorted(known))})", param="route")
+        if cfg.judge is not None and cfg.judge.model not in catalog:
+            raise RequestError(f"experiment {cfg.name}: judge: unknown model {cfg.judge.model!r}", param="judge")
 
     tenants = settings.raw.tenants
 
@@ -654,9 +686,17 @@ def build_experiments(settings: Any, catalog: Any, providers: Iterable[str], *, 
     try:
         return ExperimentSet(getattr(settings.raw, "experiments", ()), settings.data_dir, audit=audit,
                              metrics=metrics, validate=validate, cache_enabled=settings.raw.cache.enabled,
-                             default_namespace=default_ns)
+                             default_namespace=default_ns, judge=_judge(engine))
     except (RequestError, ValueError) as exc:
         raise ConfigError(f"{settings.source}: {exc.args[0] if exc.args else exc}") from exc
+
+
+def _judge(engine: Any) -> Any:
+    if engine is None:
+        return None
+    from engine._experiment_judge import Judge
+
+    return Judge(engine)
 
 
 def prefer(candidates: list[Any], provider: str) -> list[Any]:

@@ -5,6 +5,7 @@ an A/A run, a guard rail stopping a failing arm, cache partitions per arm, and t
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -28,6 +29,8 @@ MODELS = [
      "max_output": 4096, "routes": [{"provider": "fake", "model": "exp-a"}]},
     {"id": "exp-b", "vendor": "test", "price": {"input": 0.8, "output": 3.2}, "context_window": 32000,
      "max_output": 4096, "routes": [{"provider": "fake", "model": "exp-b"}]},
+    {"id": "exp-judge", "vendor": "test", "price": {"input": 5.0, "output": 15.0}, "context_window": 32000,
+     "max_output": 4096, "routes": [{"provider": "fake", "model": "exp-judge"}]},
 ]
 
 
@@ -356,3 +359,51 @@ def test_feedback_scores_per_arm(proxy, upstream: FakeUpstream, tmp_path: Path) 
     rep = report_mod.build(engine.ledger, "fb", control="a", arms=["a", "b"], shares=engine.experiments.weights("fb"))
     fa, fb = rep["arms"]["a"]["metrics"]["feedback"], rep["arms"]["b"]["metrics"]["feedback"]
     assert (fa.n, fa.value) == (rated["exp-a"], 1.0) and (fb.n, fb.value) == (rated["exp-b"], 0.25)
+
+
+def test_judge_compares_a_sample_with_control_off_the_request_path(proxy, upstream: FakeUpstream,
+                                                                    tmp_path: Path) -> None:
+    """A judge that always prefers the second answer it is shown scores the arm about 0.5 (the order is
+    drawn per request); its calls are ledger rows of their own, outside the arms."""
+    exp = [{"name": "judged", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "exp-b"}],
+            "judge": {"model": "exp-judge", "sample": 1.0, "max_pending": 64}}]
+    live, engine = proxy(_config(tmp_path, upstream, exp))
+    upstream.script(*[Reply(text="1") for _ in range(500)], model="exp-judge")
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        models = [h.post("/v1/chat/completions", json={"model": "exp-a", "user": f"j{i}", "messages": [
+            {"role": "user", "content": "hi"}]}).headers["x-thrifty-model"] for i in range(60)]
+    n_b = models.count("exp-b")
+    assert 10 < n_b < 50
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        labels = engine.ledger.query("SELECT request_id, score, detail FROM labels WHERE source = 'judge'")
+        if len(labels) == n_b:
+            break
+        time.sleep(0.05)
+    assert len(labels) == n_b
+    arm_of = {r["request_id"]: r["arm"] for r in engine.ledger.query(
+        "SELECT request_id, arm FROM requests WHERE experiment = 'judged'")}
+    assert {arm_of[r["request_id"]] for r in labels} == {"b"}  # only the non-control arm is judged
+    swapped = [json.loads(r["detail"])["swapped"] for r in labels]
+    assert all(r["score"] == (0.0 if s else 1.0) for r, s in zip(labels, swapped, strict=True))
+    assert 0 < sum(swapped) < n_b
+    engine.ledger.flush()
+    extra = engine.ledger.query("SELECT route, model, COUNT(*) AS n, SUM(cost_usd) AS c FROM requests "
+                                "WHERE experiment IS NULL GROUP BY route, model ORDER BY model")
+    assert [(r["route"], r["model"], r["n"]) for r in extra] == [("judge:judged", "exp-a", n_b),
+                                                                ("judge:judged", "exp-judge", n_b)]
+    assert all(r["c"] > 0 for r in extra)
+    rep = report_mod.build(engine.ledger, "judged", control="a", arms=["a", "b"],
+                           shares=engine.experiments.weights("judged"))
+    j = rep["arms"]["b"]["metrics"]["judge"]
+    assert j.n == n_b and j.value == pytest.approx(1 - sum(swapped) / n_b)
+    assert rep["arms"]["a"]["metrics"]["judge"].n == 0
+
+
+def test_judge_reply_parsing() -> None:
+    from engine._experiment_judge import parse_score
+
+    assert parse_score("0.73") == 0.73 and parse_score("B: 1") == 1.0 and parse_score(".5") == 0.5
+    assert parse_score("Answer B, probability 0.9.") == 0.9
+    assert parse_score("7") is None and parse_score("1.5") is None and parse_score("") is None

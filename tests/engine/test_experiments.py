@@ -80,6 +80,8 @@ def test_targets(tmp_path: Path) -> None:
     ({**EXP, "arms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "modle": "x"}]}, "modle"),
     ({**EXP, "arms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "model": "no-such"}]}, "unknown model 'no-such'"),
     ({**EXP, "arms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "route": "nowhere"}]}, "route 'nowhere'"),
+    ({**EXP, "judge": {"model": "no-judge"}}, "judge: unknown model 'no-judge'"),
+    ({**EXP, "judge": {"model": "gpt-4o", "sample": 0}}, "judge.sample"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, exp: dict[str, Any], needle: str) -> None:
     from engine import Engine
