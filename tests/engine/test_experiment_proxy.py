@@ -407,3 +407,26 @@ def test_judge_reply_parsing() -> None:
     assert parse_score("0.73") == 0.73 and parse_score("B: 1") == 1.0 and parse_score(".5") == 0.5
     assert parse_score("Answer B, probability 0.9.") == 0.9
     assert parse_score("7") is None and parse_score("1.5") is None and parse_score("") is None
+
+
+def test_route_arm_tries_its_provider_first(proxy, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """An arm with `route: <provider>` is served by that provider (the others stay as fallbacks)."""
+    exp = [{"name": "via", "control": "a", "stickiness": "user",
+            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "route": "fake"}]}]
+    cfg = _config(tmp_path, upstream, exp, routes={"fake": ["*"], "fake2": ["*"]})
+    cfg["providers"] = [*cfg["providers"], {**cfg["providers"][0], "name": "fake2"}]
+    live, engine = proxy(cfg)
+    users = [f"r{i}" for i in range(16)]
+    want = {u: engine.experiments.assign(_req(u), "default", None, _Opts()).arm.name for u in users}  # type: ignore[union-attr]
+    assert set(want.values()) == {"a", "b"}
+    with httpx.Client(base_url=live.url, timeout=10) as h:
+        for u in users:
+            r = h.post("/v1/chat/completions", json={"model": "exp-a", "user": u,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200
+            assert r.headers["x-thrifty-provider"] == ("fake" if want[u] == "b" else "fake2")
+    engine.ledger.flush()
+    rows = engine.ledger.query("SELECT arm, provider, COUNT(*) AS n FROM requests WHERE experiment = 'via' "
+                               "GROUP BY arm, provider")
+    # Without the arm the router ranks fake2's route first (routes added later go first): control stays there.
+    assert {(r["arm"], r["provider"]) for r in rows} == {("a", "fake2"), ("b", "fake")}
