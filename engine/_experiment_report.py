@@ -152,7 +152,8 @@ def render(report: dict[str, Any]) -> str:
         split.add_column(col, justify="left" if col == "arm" else "right")
     for arm, a in r["arms"].items():
         sh = a["share"]
-        split.add_row(arm, str(a["requests"]), f"{sh.value:.2%} [{sh.ci.lo:.2%}, {sh.ci.hi:.2%}]",
+        share = f"{_fmt(sh.value, 'hit_rate')} [{_fmt(sh.ci.lo, 'hit_rate')}, {_fmt(sh.ci.hi, 'hit_rate')}]"
+        split.add_row(arm, str(a["requests"]), share,
                       f"{a['expected_share']:.2%}", "yes" if a["split_ok"] else "NO (sample ratio mismatch)")
     console.print(split)
     t = Table(title="metrics per arm (95% CI) and against control")
@@ -213,7 +214,8 @@ def plot(ledger: Any, name: str, arms: list[str], out: Path, *, since: float | N
             axes[i][j].grid(alpha=0.3)
     axes[1][0].set_xlabel("seconds since the first request")
     axes[1][1].set_xlabel("seconds since the first request")
-    axes[0][0].legend()
+    if rows:
+        axes[0][0].legend()
     fig.suptitle(f"experiment {name}")
     fig.tight_layout()
     fig.savefig(out, dpi=100)

@@ -141,3 +141,37 @@ def test_guard_window() -> None:
         old.add(float(t), True, 10.0, guard.window_s)
     old.add(100.0, False, 10.0, guard.window_s)  # the failures have left the window
     assert len(old.items) == 1 and old.errors == 0
+
+
+def test_cli_report_list_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import random
+
+    from engine.cli import main
+    from engine.ledger import Ledger, UsageRecord
+
+    data = tmp_path / "data"
+    led = Ledger(data / "ledger.sqlite3")
+    rng = random.Random(2)
+    for i in range(400):
+        arm = "b" if i % 10 == 0 else "a"
+        cost = rng.uniform(1, 3) * (0.8 if arm == "b" else 1.0) * 1e-4
+        led.record(UsageRecord(request_id=f"r{i}", ts=1_700_000_000 + i, tenant="t", cache="miss", status=200,
+                               cost_usd=cost, latency_ms=30, overhead_ms=1, experiment="ab", arm=arm))
+    led.record(UsageRecord(request_id="other", ts=1_700_000_000, tenant="t", cache="miss", status=200, cost_usd=1.0))
+    led.close()
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(json.dumps({"data_dir": str(data), "cache": {"encoder": "hashing"}, "experiments": [EXP]}))
+    assert main(["experiment", "list", "--config", str(cfg)]) == 0
+    assert "ab  (config)  running  a 90%, b 10%" in capsys.readouterr().out
+    assert main(["experiment", "report", "ab", "--config", str(cfg), "--png", str(tmp_path / "r.png")]) == 0
+    out = capsys.readouterr().out
+    assert "experiment ab: 400 requests, control a" in out and "cost_usd" in out
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["experiment", "report", "ab", "--json", "--config", str(cfg)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["arms"]["a"]["requests"] == 360 and rep["arms"]["b"]["requests"] == 40
+    assert rep["arms"]["b"]["split_ok"] is True
+    assert rep["vs_control"]["b"]["cost_usd"]["rel_ci"]["lo"] < -0.2 + 0.15  # ~ -20 %, 40 requests
+    assert main(["experiment", "report", "nope", "--config", str(cfg)]) == 1
+    assert "no experiment named 'nope'" in capsys.readouterr().err
