@@ -100,6 +100,7 @@ class Engine:
         # in that window is still an exact hit (read-your-writes within one process).
         self._inflight: dict[bytes, Hit] = {}
         self._loop_thread: _LoopThread | None = None
+        self._overlay_watch: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, source: str | Path | dict[str, Any] | None, *, encoder: Any = None) -> Engine:
@@ -156,9 +157,14 @@ class Engine:
             self._exporter = scheduled_export(self.settings)
             if self._exporter is not None:
                 self._exporter.start()
+        if self._overlay_watch is None:  # other workers' run-time changes (engine.overlay)
+            self._overlay_watch = asyncio.get_running_loop().create_task(self.overlay.watch())
         await asyncio.to_thread(self.parts.encoder.encode, ["warm up"])
 
     async def aclose(self) -> None:
+        if self._overlay_watch is not None:
+            self._overlay_watch.cancel()
+            self._overlay_watch = None
         if self.experiments.judge is not None:
             await self.experiments.judge.drain(timeout=5.0)  # its calls need the dispatcher, closed below
         if self._exporter is not None:

@@ -16,6 +16,8 @@ audited (``engine.audit``: one event per changed setting, old -> new).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
     from engine.config import RawConfig
     from engine.engine import Engine
 
+log = logging.getLogger("thrifty.overlay")
 FILENAME = "overlay.yaml"
+WATCH_S = 1.0  # how often a serving engine looks for another worker's change
 # section -> its controllable fields. ``tenants`` and ``keys`` are keyed by name first.
 CONTROLS: dict[str, tuple[str, ...]] = {
     "routing": ("policy", "quality_target", "rules"),
@@ -167,6 +171,45 @@ class Overlay:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()  # one change at a time: read-modify-write of the file
+        self._seen = self._signature()  # the file as config.load merged it
+
+    def _signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def refresh(self) -> bool:
+        """Apply the overlay file if it changed since this engine last saw it: a change another worker
+        process of the same data dir made. True when the running config changed."""
+        from engine.config import resolve
+
+        sig = self._signature()
+        if sig == self._seen or sig is None:
+            return False
+        with self._lock:
+            self._seen = sig
+            settings = self.engine.settings
+            raw = merge(settings.raw, read(self.path), str(self.path))
+            if raw == settings.raw:
+                return False
+            self.engine.reconfigure(resolve(raw, settings.source))
+        return True
+
+    async def watch(self, interval_s: float = WATCH_S) -> None:
+        """Run by a serving engine: picks up the other workers' changes within ``interval_s`` (a stat per
+        interval; the reload itself runs off the event loop). A file that no longer merges is logged and
+        the running config kept."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._signature() == self._seen:
+                continue
+            try:
+                if await asyncio.to_thread(self.refresh):
+                    log.warning("config overlay changed by another worker: applied %s", self.path)
+            except (ConfigError, RequestError) as exc:
+                log.error("config overlay %s not applied: %s", self.path, exc)
 
     @property
     def path(self) -> Path:
@@ -204,6 +247,7 @@ class Overlay:
             except ConfigError as exc:  # e.g. a rule naming a model the router does not know
                 raise RequestError(str(exc)) from exc
             self._persist(patch)
+            self._seen = self._signature()
             for path, old, new in changed:
                 self.engine.audit.record(actor, "config.set", path, old, new)
         return {"changed": [c[0] for c in changed], "settings": after}

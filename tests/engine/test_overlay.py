@@ -3,6 +3,7 @@ applied live, persisted to <data_dir>/overlay.yaml, merged over the config at st
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,32 @@ def test_threshold_change_reaches_the_running_cache(tmp_path: Path, upstream: Fa
         assert engine.settings.raw.cache.ttl_s == 120 and engine.cache.policy.threshold == 0.99
     finally:
         engine.close()
+
+
+def test_another_worker_picks_up_a_change(tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two engines on one data dir stand for two worker processes: a change made through one reaches the
+    other, serving, within its watch interval, and a hand-broken file is logged and leaves it running."""
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    cfg = _config(tmp_path, upstream)
+    writer = Engine.from_config(cfg)
+    live = LiveServer.of(Engine.from_config(cfg))
+    try:
+        reader = live.engine
+        assert reader is not None and reader.overlay.refresh() is False  # nothing new yet
+        writer.overlay.apply({"cache": {"mode": "off"}, "routing": {"rules": [{"only": ["gpt-4o-mini"]}]}},
+                             "admin-key")
+        deadline = time.monotonic() + 10
+        while reader.settings.raw.cache.mode != "off" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.settings.raw.cache.mode == "off"
+        with httpx.Client(base_url=live.url) as h:
+            r = _ask(h, "Which model now?")
+            assert r.headers["x-thrifty-cache"] == "bypass" and r.headers["x-thrifty-model"] == "gpt-4o-mini"
+        (reader.settings.data_dir / FILENAME).write_text("cache:\n  mode: sometimes\n")
+        with pytest.raises(ConfigError, match=r"\$\.cache\.mode"):
+            reader.overlay.refresh()
+        assert reader.settings.raw.cache.mode == "off"
+    finally:
+        _stop(live)
+        writer.ledger.close()
+        writer.audit.close()
