@@ -331,6 +331,10 @@ class Engine:
         new = settings.raw.cache
         if self._cache is not None and (old.policy, old.threshold) != (new.policy, new.threshold):
             self._cache.policy = self.parts.hit_policy()
+        if self._cache is not None and old.adaptive != new.adaptive:
+            # A new gate on the same labels file (it replays them); the old one is left to lookups in flight.
+            self._cache.gate, self._cache.gate_adaptive = None, False
+            self._attach_gate(self._cache)
 
     def routing_rules(self) -> Any:
         return self.parts.rules()

@@ -2,7 +2,7 @@
 ``<data_dir>/overlay.yaml`` and merged over the config file at start-up, so they survive a restart.
 
 Only a fixed set of settings is controllable (:data:`CONTROLS`): routing policy, quality target and rules,
-cache mode, threshold and TTL, and each configured tenant's budget and allowed/denied models, and each
+cache mode, threshold, TTL and adaptive thresholds (their error bound), and each configured tenant's budget and allowed/denied models, and each
 virtual key's budget. An overlay is written in the config file's own shape (``routing.policy``,
 ``cache.ttl_s``, ``tenants.<t>.budget``), except that key budgets are under ``keys.<key name>.budget``
 (in the config they sit in a list). A change is merged into the running config and decoded with the
@@ -39,7 +39,7 @@ WATCH_S = 1.0  # how often a serving engine looks for another worker's change
 # section -> its controllable fields. ``tenants`` and ``keys`` are keyed by name first.
 CONTROLS: dict[str, tuple[str, ...]] = {
     "routing": ("policy", "quality_target", "rules"),
-    "cache": ("mode", "threshold", "ttl_s"),
+    "cache": ("mode", "threshold", "ttl_s", "adaptive"),  # adaptive: the error bound (cache.adaptive)
     "tenants": ("budget", "allow_models", "deny_models"),
     "keys": ("budget",),
 }
@@ -87,7 +87,7 @@ def merge(raw: RawConfig, overlay: dict[str, Any], where: str) -> RawConfig:
     for section, body in check_shape(overlay, where).items():
         for name, fields in _entries(section, body, where):
             target = _target(data, section, name, where)
-            target.update(fields)
+            _deep_update(target, fields)
             if name:  # decoded alone first: msgspec would call a tenant `$.tenants[...]`, not by its name
                 try:
                     msgspec.convert(target, TenantConfig if section == "tenants" else VirtualKeyConfig)
@@ -98,6 +98,16 @@ def merge(raw: RawConfig, overlay: dict[str, Any], where: str) -> RawConfig:
         return msgspec.convert(data, RawConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _deep_update(dest: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Mappings merge key by key (``cache.adaptive: {delta: 0.05}`` keeps the other adaptive settings);
+    anything else, lists and null included, replaces."""
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(dest.get(key), dict):
+            _deep_update(dest[key], value)
+        else:
+            dest[key] = value
 
 
 def _target(data: dict[str, Any], section: str, name: str, where: str) -> dict[str, Any]:
@@ -257,7 +267,7 @@ class Overlay:
         for section, body in patch.items():
             dest = overlay.setdefault(section, {})
             for name, fields in _entries(section, body, "controls"):
-                (dest.setdefault(name, {}) if name else dest).update(msgspec.to_builtins(fields))
+                _deep_update(dest.setdefault(name, {}) if name else dest, msgspec.to_builtins(fields))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".yaml.tmp")
         text = "# thrifty config overlay: changes made at run time (admin API / dashboard), merged over the\n" \

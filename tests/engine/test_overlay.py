@@ -200,3 +200,22 @@ def test_another_worker_picks_up_a_change(tmp_path: Path, upstream: FakeUpstream
         _stop(live)
         writer.ledger.close()
         writer.audit.close()
+
+
+def test_the_error_bound_merges_into_the_adaptive_settings_and_reaches_the_cache(
+        tmp_path: Path, upstream: FakeUpstream) -> None:
+    engine = Engine.from_config(_config(tmp_path, upstream))
+    try:
+        assert engine.cache.gate is None
+        with pytest.raises(RequestError, match=r"adaptive\.delta must be in \(0, 0\.5\)"):
+            engine.overlay.apply({"cache": {"adaptive": {"delta": 0.7}}}, "admin-key")
+        engine.overlay.apply({"cache": {"adaptive": {"enabled": True, "delta": 0.05}}}, "admin-key")
+        adaptive = engine.settings.raw.cache.adaptive
+        assert adaptive.enabled and adaptive.delta == 0.05 and adaptive.confidence == 0.9  # the rest kept
+        assert engine.cache.gate is not None and engine.cache.gate.config.delta == 0.05 and engine.cache.gate_adaptive
+        engine.overlay.apply({"cache": {"adaptive": {"delta": 0.01}}}, "admin-key")
+        assert engine.settings.raw.cache.adaptive.enabled and engine.cache.gate.config.delta == 0.01
+        event = engine.audit.recent(limit=1)[0]
+        assert event.target == "cache.adaptive" and event.old["delta"] == 0.05 and event.new["delta"] == 0.01
+    finally:
+        engine.close()

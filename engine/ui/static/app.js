@@ -395,7 +395,15 @@ async function controls() {
       field("Mode", select("mode", ch.cache_mode, s.cache.mode)),
       field("Threshold", input("threshold", s.cache.threshold, { inputmode: "decimal", placeholder: "preset" }), "empty: the preset's"),
       field("TTL (seconds)", input("ttl_s", s.cache.ttl_s, { inputmode: "numeric", placeholder: "never" }), `now ${seconds(s.cache.ttl_s)}`),
-    ], (fd) => ({ cache: { mode: fd.get("mode"), threshold: numOrNull(fd.get("threshold")), ttl_s: numOrNull(fd.get("ttl_s")) } }), "cache"),
+      s.cache.adaptive ? field("Adaptive thresholds", select("adaptive", ["off", "on"], s.cache.adaptive.enabled ? "on" : "off"),
+        "per-entry thresholds learned from labels, under the error bound") : null,
+      s.cache.adaptive ? field("Error bound", input("delta", s.cache.adaptive.delta, { inputmode: "decimal" }),
+        "the largest acceptable probability that a served answer is wrong, in (0, 0.5)") : null,
+    ], (fd) => {
+      const cache = { mode: fd.get("mode"), threshold: numOrNull(fd.get("threshold")), ttl_s: numOrNull(fd.get("ttl_s")) };
+      if (s.cache.adaptive) cache.adaptive = { enabled: fd.get("adaptive") === "on", delta: Number(fd.get("delta")) };
+      return { cache };
+    }, "cache"),
     form("Preferred models", [
       field("Models, best first", input("prefer", (pref?.prefer || []).join(", "), { placeholder: "e.g. gpt-4o-mini, claude-haiku-4-5" }),
         "tried before the others whenever they qualify (a rule named preferred-models)"),
