@@ -57,6 +57,14 @@ def redacted_config(engine: Engine) -> dict[str, Any]:
         for key in tenant.get("keys", []):
             if key.get("key"):
                 key["key"] = "***"
+    state = data.get("state")
+    if state:  # a Redis URL may carry a password
+        from engine.state.config import redact_url
+
+        if isinstance(state, str):
+            data["state"] = redact_url(state)
+        else:
+            state["url"] = redact_url(state["url"])
     data["_resolved"] = {
         "source": engine.settings.source,
         "data_dir": str(engine.settings.data_dir),

@@ -89,6 +89,7 @@ class Connection:
             self._outages += 1
         log.warning("state: Redis unreachable (%s during %s); running on local state until it answers",
                     type(exc).__name__, what)
+        self.start()  # the prober (already running when the engine was started)
         if self._on_change is not None:
             self._on_change(False)
 

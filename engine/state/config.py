@@ -5,7 +5,16 @@ Kept apart from the Redis code so that reading a config never imports ``redis``.
 
 from __future__ import annotations
 
+import re
+
 import msgspec
+
+_USERINFO = re.compile(r"^([a-z]+://)[^@/]*@")
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` -> ``redis://***@host:6379/0`` (the admin API and logs)."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -76,3 +76,17 @@ def test_no_state_means_no_redis_import(tmp_path: Path) -> None:
                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.split() == ["False", "None"]
+
+
+def test_the_admin_config_hides_a_redis_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import Engine
+    from engine.admin import redacted_config
+
+    monkeypatch.delenv("THRIFTY_REDIS_URL", raising=False)
+    for state in ("redis://:s3cret@127.0.0.1:1/0", {"url": "redis://user:s3cret@127.0.0.1:1/0"}):
+        engine = Engine.from_config({"data_dir": str(tmp_path / "d"), "cache": {"encoder": "hashing"}, "state": state})
+        try:
+            text = str(redacted_config(engine))
+            assert "s3cret" not in text and "***@127.0.0.1:1/0" in text
+        finally:
+            engine.close()
