@@ -32,7 +32,7 @@ def _wait(fn, timeout: float = 2.0) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - t0
 
 
-def test_write_on_a_is_a_hit_on_b_and_c_and_purge_on_b_removes_it_everywhere(
+def test_write_on_a_is_a_hit_on_b_and_c_and_delete_or_purge_anywhere_removes_it_everywhere(
         redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
     configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=tenants()) for i in range(3)]
@@ -56,9 +56,17 @@ def test_write_on_a_is_a_hit_on_b_and_c_and_purge_on_b_removes_it_everywhere(
             lags.sort()
             assert lags[-1] < 0.1, f"replication took {lags[-1] * 1000:.1f} ms (all: {lags})"
 
+            # One entry withdrawn on C (as feedback does, through the cache's delete) leaves A and B too.
+            gone = "What is the capital of country number 3?"
+            entry_id = _exact(c, gone).id
+            r = h.delete(f"{cluster[2].url}/admin/cache/entries/{entry_id}", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+            assert r.status_code == 200 and r.json()["deleted"] is True
+            _wait(lambda: _exact(a, gone) is None and _exact(b, gone) is None)
+            assert _exact(a, "What is the capital of country number 4?") is not None  # only that one
+
             r = h.post(cluster[1].url + "/admin/cache/purge", headers={"authorization": f"Bearer {ADMIN_KEY}"},
                        json={"tenant": "acme"})
-            assert r.status_code == 200 and r.json()["purged"] == 20
+            assert r.status_code == 200 and r.json()["purged"] == 19
             _wait(lambda: all(_exact(e, "What is the capital of country number 7?") is None for e in (a, b, c)))
             assert a.cache.stats().entries == c.cache.stats().entries == 0
 
