@@ -223,7 +223,10 @@ class Proxy:
         yield b"data: [DONE]\n\n"
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "simulated": self.settings.simulated})
+        body: dict[str, Any] = {"status": "ok", "simulated": self.settings.simulated}
+        if self.engine.state is not None:  # shared state: "redis", or "degraded" while running on local state
+            body["state"] = "degraded" if self.engine.state.degraded else "redis"
+        return JSONResponse(body)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ def replica_id(data_dir: Path) -> str:
         rid = uuid.uuid4().hex[:16]
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
         tmp.write_text(rid)
-        with contextlib.suppress(OSError):
-            tmp.replace(path) if not path.exists() else tmp.unlink()
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic create-if-absent: workers starting together agree on one id
+        tmp.unlink()
         return path.read_text().strip()
 
 

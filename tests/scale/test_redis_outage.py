@@ -60,6 +60,7 @@ def test_redis_killed_under_load_gives_no_5xx_and_catches_up(
         for r in cluster.replicas:
             r.engine.ledger.flush()
             r.engine.budgets.flush()
+            assert httpx.get(r.url + "/healthz").json()["state"] == "redis"
         # One more request per replica (it notices Redis lost its data and re-seeds from its ledger).
         with httpx.Client(timeout=10) as h:
             for url in cluster.urls:
