@@ -98,6 +98,9 @@ class SharedCircuits:
             except ERRORS as exc:
                 self.conn.failed(exc, "circuit subscription")
                 self._stop.wait(self.conn.config.retry_s)
+            except Exception as exc:  # never let the subscription die
+                log.warning("state: circuit subscription error: %s", exc)
+                self._stop.wait(self.conn.config.retry_s)
             finally:
                 if pubsub is not None:
                     with contextlib.suppress(*ERRORS):

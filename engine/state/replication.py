@@ -139,7 +139,12 @@ class CacheReplicator:
                 while not self._stop.is_set() and (not self._out or not self.conn.up):
                     self._cv.wait(timeout=self.cfg.retry_s)
                 batch = [self._out.popleft() for _ in range(min(len(self._out), BATCH))]
-            if batch and not self._send(batch):
+            try:
+                sent = not batch or self._send(batch)
+            except Exception as exc:  # never let the thread die: a batch Redis refused is dropped, and said
+                log.warning("state: cache replication batch of %d not published: %s", len(batch), exc)
+                continue
+            if not sent:
                 with self._cv:
                     self._out.extendleft(reversed(batch))
 
@@ -167,10 +172,22 @@ class CacheReplicator:
                 self.conn.failed(exc, "cache replication read")
                 self._stop.wait(self.cfg.retry_s)
                 continue
+            except Exception as exc:  # a snapshot this cache refused: read the stream from its start instead
+                log.warning("state: cache catch-up failed (%s); reading the stream from its start", exc)
+                self.cursor = self.cursor or "0"
+                self.caught_up.set()
+                continue
             for _, messages in got or ():
-                self._apply(messages)
-            self._save_cursor()
-            self._maybe_snapshot()
+                try:
+                    self._apply(messages)
+                except Exception as exc:  # a write this cache refused (full, bad vector): skip it, keep going
+                    log.warning("state: replicated cache changes not applied: %s", exc)
+                    self.cursor = messages[-1][0].decode()
+            try:
+                self._save_cursor()
+                self._maybe_snapshot()
+            except Exception as exc:
+                log.warning("state: replication bookkeeping failed: %s", exc)
 
     # ------------------------------------------------------------------------------------------ apply
     def _apply(self, messages: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
