@@ -211,12 +211,15 @@ def test_guard_rail_stops_a_failing_arm_within_its_window(proxy, upstream: FakeU
         for i in range(400):
             r = h.post("/v1/chat/completions", json=bodies[i % len(bodies)])
             b_errors += r.status_code >= 500
-            if "b" in engine.experiments.state("guarded").stopped_arms:
+            if all(a.name != "b" for a in engine.experiments.live[0].lead_to):  # b's slot now leads to control
                 stopped_at = time.monotonic()
                 break
         assert stopped_at is not None and stopped_at - t_fail <= window, (stopped_at, b_errors)
         print(f"guard rail: arm b stopped {stopped_at - t_fail:.3f} s after its upstream began failing "
               f"(window {window} s), after {b_errors} failed requests")
+        deadline = time.monotonic() + 5
+        while "b" not in engine.experiments.state("guarded").stopped_arms and time.monotonic() < deadline:
+            time.sleep(0.01)  # persisted (state file, audit) off the request path
         # Every request now succeeds: B's users are served by control.
         after = [h.post("/v1/chat/completions", json=b) for b in bodies[:40]]
         assert all(r.status_code == 200 and r.headers["x-thrifty-model"] == "exp-a" for r in after)
