@@ -379,7 +379,8 @@ class ExperimentSet:
                 self.judge.submit(cfg, ctx, original, response)
         mt = self.metrics
         if mt is not None:
-            outcome = "error" if status >= 500 else ("hit" if m.cache in ("exact", "hit") else "ok")
+            outcome = ("error" if status >= 500 else "rejected" if status >= 400
+                       else "hit" if m.cache in ("exact", "hit") else "ok")
             mt.experiment_requests.labels(name, arm, outcome).inc()
             if m.cost_usd:
                 mt.experiment_cost.labels(name, arm).inc(m.cost_usd)
