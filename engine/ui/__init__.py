@@ -161,8 +161,8 @@ class Dashboard:
     async def namespaces(self, request: Request) -> Response:
         """The cache's spaces (walked at most every 30 s), its counters, and the false-hit estimates."""
         fresh = self._params(request, ("fresh",)).get("fresh") == "1"  # after a purge: walk again now
-        out = dict(await self.memo.get(("namespaces",), 0.0 if fresh else _data.NAMESPACE_TTL_S,
-                                       lambda: _data.namespaces(self.engine)))
+        out = dict(await self.memo.get(("namespaces",), _data.NAMESPACE_TTL_S, lambda: _data.namespaces(self.engine),
+                                       force=fresh))
         out["stats"] = msgspec.to_builtins(self.engine.cache_stats())
         out["quality"] = await self.memo.get(("quality",), 5.0, lambda: _data.quality(self.engine))
         return _ok(out)

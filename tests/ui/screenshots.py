@@ -90,6 +90,14 @@ def shoot(live: LiveServer, out: Path) -> None:
         page.wait_for_selector("#overview[data-loaded]")
         page.select_option("#window", "1h")
         page.select_option("#refresh", "0")
+        # One change through the page, so the audit panel shows a dashboard session as well as the key.
+        page.goto(f"{live.url}/ui#controls")
+        page.wait_for_selector('form[data-control="budget:key:acme-1"]')
+        form = page.locator('form[data-control="budget:key:acme-1"]')
+        form.locator('[name="daily_soft"]').fill("0.005")
+        form.locator('[name="daily_hard"]').fill("0.02")
+        form.locator("button[type=submit]").click()
+        page.wait_for_selector("#status:has-text('Applied')")
         for panel in PANELS:
             page.goto(f"{live.url}/ui#{panel}")
             page.wait_for_function(f"() => document.getElementById('{panel}').dataset.loaded")

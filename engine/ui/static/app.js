@@ -122,6 +122,13 @@ window.addEventListener("hashchange", () => state.csrf && show(location.hash.sli
 $("window").addEventListener("change", () => refresh(true));
 $("refresh").addEventListener("change", () => refresh());
 
+/** "figures as of 20 seconds ago" when a result is older than the refresh (costly aggregations are kept
+ * longer: the server spends at most a twentieth of a core on them). */
+function asof(id, d) {
+  const age = Date.now() / 1000 - (d.computed_at || Date.now() / 1000);
+  $(id).textContent = age > 2.5 ? `Figures as of ${ago(d.computed_at)}: on a ledger this size they are recomputed every ${Math.round(d.compute_s * 20)} s.` : "";
+}
+
 function card(key, title, raw, text, series, note) {
   return h("article", { class: "card", "data-card": key },
     h("h3", {}, title), h("p", { class: "big" }, val(key, raw, text)),
@@ -131,6 +138,7 @@ function card(key, title, raw, text, series, note) {
 
 async function overview() {
   const d = await api(`/admin/overview?window=${win()}`);
+  asof("ov-asof", d);
   const t = d.totals, s = d.series;
   const daily = d.budgets.filter((b) => b.period === "daily");
   const monthly = d.budgets.filter((b) => b.period === "monthly");
@@ -160,6 +168,7 @@ async function overview() {
 
 async function spend() {
   const d = await api(`/admin/spend?window=${win()}`);
+  asof("sp-asof", d);
   const names = { model: "By model", provider: "By provider", tenant: "By tenant", key: "By virtual key" };
   const parts = Object.entries(names).map(([dim, title]) => h("div", { class: "block" }, h("h3", {}, title),
     table([
@@ -180,6 +189,7 @@ async function spend() {
 
 async function cache() {
   const [o, ns] = await Promise.all([api(`/admin/overview?window=${win()}`), api("/admin/cache/namespaces")]);
+  asof("ca-asof", o);
   const t = o.totals, s = o.series, c = ns.stats, st = ns;
   const served = t.exact + t.hit;
   $("ca-cards").replaceChildren(
@@ -300,6 +310,7 @@ $("rq-filter").addEventListener("submit", (ev) => {
 
 async function providers() {
   const d = await api(`/admin/providers?window=${win()}`);
+  asof("pv-asof", d);
   $("pv-body").replaceChildren(
     h("p", {}, d.open_circuits.length ? h("strong", { class: "bad" }, `Open circuits: ${d.open_circuits.join(", ")}`) : "No open circuit."),
     table([
