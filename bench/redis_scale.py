@@ -2,6 +2,9 @@
 
     python -m bench.redis_scale [--writes 1000] [--outage-s 6] [--proxy] [--out results/scale]
 
+0. **Budgets**: 3 replicas (in this process) on one Redis, one tenant with a hard daily limit, 64 concurrent
+   clients round-robin, every request a cache miss: the spend against the limit, the overshoot against the
+   expected cost the requests in flight had reserved, and the three ledgers against the responses' costs.
 1. **Propagation**: 3 replicas on one Redis; each of ``--writes`` answers is stored through replica A
    (a miss over HTTP) and the time from A's response to the entry being served by B and by C (an exact
    lookup in their own caches, polled every 0.2 ms) is recorded: p50/p99/max.
@@ -16,6 +19,8 @@
    requests reserve and settle a budget and pass a rate limit. Client-side p50/p99 and the server's own
    ``x-thrifty-overhead-ms``.
 4. ``--proxy``: ``thrifty bench proxy``'s suite run twice, local only and with ``THRIFTY_REDIS_URL``.
+5. ``--pairs N``: ``thrifty bench proxy --short``, N pairs, the order alternating (local first, then Redis
+   first), to see how much of a back-to-back difference is the machine's drift.
 """
 
 from __future__ import annotations
@@ -60,6 +65,48 @@ def _chat(prompt: str) -> dict[str, Any]:
 def _pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else float("nan")
+
+
+def budgets(tmp: Path, *, hard: float = 0.5, clients: int = 64, n: int = 400) -> dict[str, Any]:
+    from bench.fake_upstream import Reply
+    from router.types import ChatRequest, ThriftyOptions, Usage
+
+    usage = Usage(prompt_tokens=400, completion_tokens=300, total_tokens=700)
+    tenant = {"budget": {"daily_usd": {"hard": hard}, "on_hard": "reject"}}
+    with FakeUpstream() as up, RedisServer() as redis_server, \
+            Cluster([_config(tmp / "budgets", i, up.url, redis_server.url, **tenant) for i in range(3)]) as cluster:
+        up.script(*[Reply(usage=usage, delay=0.03)] * (n + 50))
+        e = cluster[0].engine
+        decision = e.rank(msgspec.convert(_chat("Spend question 0"), ChatRequest), None, tenant="acme",
+                          options=ThriftyOptions(), policy=None)
+        expected = max(c.expected_cost_usd for c in decision.candidates)
+        queue = list(range(n))
+        got: list[httpx.Response] = []
+
+        async def client(h: httpx.AsyncClient) -> None:
+            while queue:
+                i = queue.pop()
+                got.append(await h.post(cluster.urls[i % 3] + "/v1/chat/completions", json=_chat(f"Spend question {i}"),
+                                        headers={**AUTH, "x-thrifty-cache-mode": "off"}))
+
+        async def load() -> None:
+            async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=2 * clients)) as h:
+                await asyncio.gather(*(client(h) for _ in range(clients)))
+
+        asyncio.run(load())
+        for r in cluster.replicas:
+            r.engine.ledger.flush()
+            r.engine.budgets.flush()
+        paid = sum(float(r.headers["x-thrifty-cost-usd"]) for r in got if r.status_code == 200)
+        ledgers = [r.engine.ledger.spend(tenant="acme") for r in cluster.replicas]
+        shared = e.budgets.states()[0].spend_usd
+    return {"replicas": 3, "clients": clients, "requests": n, "hard_usd": hard,
+            "answered": sum(r.status_code == 200 for r in got), "refused_429": sum(r.status_code == 429 for r in got),
+            "other_statuses": sorted({r.status_code for r in got} - {200, 429}),
+            "spend_usd": paid, "overshoot_usd": paid - hard, "expected_cost_per_request_usd": expected,
+            "in_flight_bound_usd": clients * expected, "ledgers_usd": ledgers, "ledgers_sum_usd": sum(ledgers),
+            "ledgers_equal_responses_to_the_cent": round(sum(ledgers), 2) == round(paid, 2),
+            "shared_counter_usd": shared}
 
 
 def propagation(n: int, tmp: Path) -> dict[str, Any]:
@@ -256,21 +303,51 @@ def proxy(out: Path, url: str) -> dict[str, Any]:
     return figures
 
 
+def pairs(n: int, out: Path, url: str) -> list[dict[str, Any]]:
+    from bench.proxy_bench import parse_args, plan_from, run_suite
+    from bench.report import Report
+
+    rows: list[dict[str, Any]] = []
+    try:
+        for i in range(n):
+            order = ("local", "redis") if i % 2 == 0 else ("redis", "local")
+            for name in order:
+                if name == "redis":
+                    os.environ["THRIFTY_REDIS_URL"] = url
+                else:
+                    os.environ.pop("THRIFTY_REDIS_URL", None)
+                args = parse_args(["--short"], "thrifty bench proxy", str(out / f"pairs/{i}-{name}"))
+                report = Report("proxy", args.out, command=f"bench.redis_scale --pairs ({i}, {name})")
+                with tempfile.TemporaryDirectory(prefix="thrifty-bench-") as work:
+                    seq = run_suite(plan_from(args), Path(work), report)["sequential"]
+                rows.append({"pair": i, "target": name, "added_p50_ms": seq["added"]["p50_ms"],
+                             "server_overhead_p50_ms": seq["server_overhead_ms"]["p50_ms"]})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        os.environ.pop("THRIFTY_REDIS_URL", None)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.redis_scale", description=__doc__.split("\n")[0])
     ap.add_argument("--writes", type=int, default=1000)
     ap.add_argument("--outage-s", type=float, default=6.0)
     ap.add_argument("--proxy", action="store_true", help="also run thrifty bench proxy, local vs Redis")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["propagation", "outage", "overhead"])
+    ap.add_argument("--pairs", type=int, default=0, help="thrifty bench proxy --short pairs, order alternating")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["budgets", "propagation", "outage", "overhead"])
     ap.add_argument("--overhead-n", type=int, default=2000, help="requests to each target in the overhead run")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients of the outage run")
     ap.add_argument("--work", type=Path, default=None, help="keep the replicas' data and logs here")
     ap.add_argument("--out", type=Path, default=Path("results/scale"))
+    ap.add_argument("--name", default=None, help="the results file's stem (default: redis)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"machine": "shared 2-core box (other jobs running)", "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="thrifty-redis-scale-") as tmp:
         work = args.work or Path(tmp)
+        if "budgets" not in args.skip:
+            result["budgets"] = budgets(work)
+            print(json.dumps(result["budgets"]), flush=True)
         if "propagation" not in args.skip:
             result["propagation"] = propagation(args.writes, work)
             print(json.dumps(result["propagation"]), flush=True)
@@ -283,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.proxy:
             with RedisServer() as redis_server:
                 result["proxy"] = proxy(args.out, redis_server.url)
-    stamp = time.strftime("%Y-%m-%d")
-    (args.out / f"redis-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
+        if args.pairs:
+            with RedisServer() as redis_server:
+                result["pairs"] = pairs(args.pairs, args.out, redis_server.url)
+    (args.out / f"{args.name or 'redis'}-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps({k: v for k, v in result.items() if k != "proxy"}, indent=2, default=str))
     return 0
 
