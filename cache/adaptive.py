@@ -46,6 +46,7 @@ Decision = Literal["serve", "explore", "refuse"]
 
 _BINS = 200  # score bins over [0, 1]
 _MAX_ENTRY_LABELS = 64  # most labels kept per entry (the newest)
+_CAP_EVERY = 16  # bound "namespace": decisions between two computations of the error cap
 
 # z of the one-sided bounds by confidence level (no scipy on the request path).
 _Z = {0.8: 0.8416, 0.85: 1.0364, 0.9: 1.2816, 0.95: 1.6449, 0.975: 1.96, 0.99: 2.3263}
@@ -63,10 +64,11 @@ class AdaptiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     explore_rate: float = 0.02  # confident hits still explored, to keep checking what is served
     model_prior: tuple[float, float] = (0.2, 19.8)  # (bad, good) pseudo-labels for the threshold model's checks
     # What delta bounds. "request": every served answer's own error bound is under delta (vCache's per-request
-    # guarantee). "namespace": the namespace's false-hit rate (wrong cached answers / requests): a candidate is
-    # served when its error bound, added to the bounds of every answer served so far, keeps that sum under
-    # delta x the requests seen (the gate is told of every lookup: ``seen``).
-    bound: Literal["request", "namespace"] = "request"
+    # guarantee). "namespace": the namespace's false-hit rate (wrong cached answers / requests): of the
+    # candidates seen so far, those with the lowest error bounds would be served, as many as keep the sum of
+    # their bounds under delta x the requests seen (the gate is told of every lookup: ``seen``); a candidate
+    # is served when its bound is within that cap.
+    bound: Literal["request", "namespace"] = "namespace"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.delta < 0.5:
@@ -110,11 +112,14 @@ def _bin(score: float) -> int:
 class _Space:
     """One namespace's labels: per-bin counts (the prior) and each entry's own labels."""
 
-    __slots__ = ("bad", "checks", "entries", "good", "requests", "spent")
+    __slots__ = ("bad", "cap", "cap_age", "checks", "entries", "errs", "good", "requests", "sums")
 
     def __init__(self) -> None:
         self.requests = 0  # lookups seen (bound "namespace")
-        self.spent = 0.0  # the sum of the error bounds of the answers served
+        self.errs = [0] * _BINS  # the error bounds of the candidates decided, binned
+        self.sums = [0.0] * _BINS  # and their sums per bin
+        self.cap = 0.0  # the highest error bound served (recomputed every _CAP_EVERY decisions)
+        self.cap_age = _CAP_EVERY
         self.good = [0] * _BINS
         self.bad = [0] * _BINS
         self.entries: dict[int, list[tuple[float, bool]]] = {}
@@ -173,12 +178,25 @@ class AdaptiveGate:
                 self._space(namespace).requests += 1
 
     def _spend(self, namespace: str, err: float) -> bool:
+        """Bound "namespace": serve the candidates with the lowest error bounds, as many as the namespace's
+        false-hit budget (delta x requests) covers, judged on the candidates seen so far."""
         with self._mu:
             space = self._space(namespace)
-            if space.spent + err > self.config.delta * max(space.requests, 1):
-                return False
-            space.spent += err
-            return True
+            b = _bin(err)
+            space.errs[b] += 1
+            space.sums[b] += err
+            space.cap_age += 1
+            if space.cap_age >= _CAP_EVERY:
+                space.cap_age = 0
+                budget, total, cap = self.config.delta * max(space.requests, 1), 0.0, -1.0
+                for i in range(_BINS):
+                    total += space.sums[i]
+                    if total > budget:
+                        break
+                    if space.errs[i]:
+                        cap = (i + 1) / _BINS
+                space.cap = cap
+            return err < space.cap
 
     def _space(self, namespace: str) -> _Space:
         space = self._spaces.get(namespace)

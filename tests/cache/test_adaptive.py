@@ -16,7 +16,7 @@ NS = "t/default"
 
 
 def test_no_labels_means_explore_and_labels_move_the_bound() -> None:
-    gate = AdaptiveGate(AdaptiveConfig(delta=0.05, explore_rate=0.0))
+    gate = AdaptiveGate(AdaptiveConfig(delta=0.05, explore_rate=0.0, bound="request"))
     assert gate.decide(NS, 1, 0.95) == "explore"  # nothing known: not sure enough to serve
     assert gate.decide(NS, 1, 0.5) == "refuse"  # under the floor
     for i in range(300):  # the namespace: reuse at about 0.95 is right
@@ -31,7 +31,7 @@ def test_no_labels_means_explore_and_labels_move_the_bound() -> None:
 
 
 def test_entry_labels_lower_its_own_threshold() -> None:
-    gate = AdaptiveGate(AdaptiveConfig(delta=0.05, explore_rate=0.0, model_prior=(0.0, 0.0)))
+    gate = AdaptiveGate(AdaptiveConfig(delta=0.05, explore_rate=0.0, model_prior=(0.0, 0.0), bound="request"))
     for i in range(200):  # at 0.85 the namespace is often wrong: no serving there on the prior alone
         gate.learn(NS, 1000 + i, 0.85, i % 3 != 0)
     assert gate.decide(NS, 7, 0.86) == "explore"
@@ -70,7 +70,7 @@ def test_wilson() -> None:
 
 def test_gate_hook_in_lookup(open_cache, encoder) -> None:  # type: ignore[no-untyped-def]
     cache = open_cache()  # CosinePolicy: threshold 0.9
-    gate = AdaptiveGate(AdaptiveConfig(explore_rate=0.0, floor=0.5))
+    gate = AdaptiveGate(AdaptiveConfig(explore_rate=0.0, floor=0.5, bound="request"))
     sc = scope(request("alpha beta gamma delta"), namespace="default", tenant="t")
     vec = encoder.encode(["alpha beta gamma delta"])[0]
     entry_id = cache.insert(sc, vec, b'{"x": 1}')
@@ -99,3 +99,17 @@ def test_gate_hook_in_lookup(open_cache, encoder) -> None:  # type: ignore[no-un
     cache.gate.learn(q.namespace, entry_id, sim - 0.01, True)
     served = cache.lookup(q, near)
     assert served is not None and served.reason == "approved near miss"
+
+
+def test_namespace_bound_serves_the_safest_candidates_within_the_budget() -> None:
+    gate = AdaptiveGate(AdaptiveConfig(delta=0.02, explore_rate=0.0))  # bound "namespace", the default
+    for i in range(2000):  # the namespace: about 1 % wrong at 0.97, 10 % at 0.90
+        gate.learn(NS, 10_000 + i, 0.97, i % 100 != 0)
+        gate.learn(NS, 20_000 + i, 0.90, i % 10 != 0)
+    decisions = []
+    for i in range(400):
+        gate.seen(NS)
+        decisions.append((gate.decide(NS, i, 0.97), gate.decide(NS, 5000 + i, 0.90)))
+    late = decisions[200:]
+    assert all(a == "serve" for a, _ in late)  # ~1 % error each: well within 2 % of the requests
+    assert all(b == "explore" for _, b in late)  # ~10 % each: serving them too would pass the budget

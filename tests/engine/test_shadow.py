@@ -119,7 +119,8 @@ def test_structured_comparison_is_exact() -> None:
 
 def test_adaptive_explores_then_learns_through_the_proxy(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
     cfg = base_config(tmp_path, upstream, cache={"policy": "cosine",
-                                                       "adaptive": {"enabled": True, "delta": 0.05, "explore_rate": 0.0}})
+                                                       "adaptive": {"enabled": True, "delta": 0.05, "explore_rate": 0.0,
+                                                                    "bound": "request"}})
     live, engine = serve(cfg)
     q, para = "How do I reverse a list in Python?", "How can I reverse a list in Python?"
     assert _ask(live.url, q).headers["x-thrifty-cache"] == "miss"
