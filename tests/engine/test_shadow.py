@@ -158,3 +158,42 @@ def test_near_miss_is_judged_and_then_served(serve, upstream: FakeUpstream, tmp_
     again = _ask(live.url, para, headers=ro)
     assert again.headers["x-thrifty-cache"] == "hit"
     assert len(engine.ledger.query("SELECT * FROM labels")) == 1  # a served hit is not judged again
+
+
+def test_judge_model_compares_off_the_request_path(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, upstream, cache={
+        "shadow": {"namespaces": ["*"], "compare": "judge", "judge_model": "gpt-4o-mini"}})
+    live, engine = serve(cfg)
+    q = "What is the tallest mountain in Europe?"
+    upstream.script(Reply(text="Mont Blanc."), Reply(text="Mount Elbrus, 5642 m."), Reply(text="NO"))
+    _ask(live.url, q, shadow=False)  # stored: "Mont Blanc."
+    r = _ask(live.url, q)  # shadowed: the fresh answer differs, the judge says NO
+    assert r.json()["choices"][0]["message"]["content"].startswith("Mount Elbrus")
+    _wait_labels(engine, 1)
+    row = engine.ledger.query("SELECT source, good, detail FROM labels")[0]
+    assert row["source"] == "judge" and row["good"] == 0 and "gpt-4o-mini" in row["detail"]
+    judge_req = upstream.requests[-1].body
+    assert judge_req["model"].endswith("gpt-4o-mini") and "Mont Blanc." in judge_req["messages"][0]["content"]
+
+
+def test_cache_stats_cli_shows_the_false_hit_estimate(serve, upstream: FakeUpstream, tmp_path: Path,
+                                                      capsys) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from engine.cli import main
+
+    cfg = base_config(tmp_path, upstream)
+    live, engine = serve(cfg)
+    q = "What is the speed of light in vacuum?"
+    _ask(live.url, q)
+    _ask(live.url, q, shadow=True)
+    _wait_labels(engine, 1)
+    engine.ledger.flush()
+    path = tmp_path / "thrifty.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    live.stop()
+    assert main(["--config", str(path), "cache", "stats"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ns = out["namespaces"][0]
+    assert ns["namespace"] == "default/default" and ns["labelled"] == 1 and ns["false_hit_rate"] == 0.0
+    assert ns["false_hit_interval_95"][1] > 0.5 and ns["requests"] == 2

@@ -77,6 +77,11 @@ def test_tune_split_and_groups(fixture_pairs: Path, tmp_path: Path, capsys) -> N
     first = json.loads(out.read_text())["datasets"][0]
     assert "held-out test part" in capsys.readouterr().out
     assert first["test"]["pairs"] + first["pairs"] == len(PAIRS) * 3
+    assert tune.main(["--pairs", str(fixture_pairs), "--bootstrap", "0", "--max-error", "0.2", "--policies", "cosine",
+                      "--deltas", "0.05,0.2", "--json", str(out)]) == 0
+    adaptive = json.loads(out.read_text())["datasets"][0]["adaptive"]
+    assert [a["delta"] for a in adaptive] == [0.05, 0.2]
+    assert all(a["requests"] == len(PAIRS) * 3 and 0 <= a["hit_rate"] <= 1 for a in adaptive)
 
 
 def test_write_config_adds_a_missing_block(tmp_path: Path) -> None:
