@@ -325,7 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--qqp-limit", type=int, default=0, help="use the first N QQP pairs (0: all)")
     p.add_argument("--qqp-streams", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path(f"results/cache/adaptive-{time.strftime('%Y-%m-%d')}"))
+    p.add_argument("--render", type=Path, help="only rewrite adaptive.md from this adaptive.json")
     args = p.parse_args(argv)
+    if args.render:
+        md = render(json.loads(args.render.read_text()))
+        (args.render.parent / "adaptive.md").write_text(md)
+        print(md)
+        return 0
     from bench.tune import load_pairs
 
     encode = _encoder()
@@ -357,6 +363,13 @@ def _row(name: str, f: dict[str, Any]) -> str:
             f"{f['wrong_of_hits']:.4f} | {f['requests']} | {f.get('labels', 0)} |")
 
 
+def matched_static(r: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The static threshold with the most hits whose false-hit rate is at most the adaptive run's."""
+    bound = r["adaptive"]["false_hit_rate"]
+    ok = [(t, f) for t, f in r["static_curve"].items() if f["false_hit_rate"] <= bound]
+    return max(ok, key=lambda x: x[1]["hit_rate"]) if ok else None
+
+
 def render(out: dict[str, Any]) -> str:
     lines = [f"# Adaptive thresholds vs static, delta = {out['delta']}, feedback on {out['feedback']:.0%} of "
              f"served hits, {out['orders']} OSSChat orders", ""]
@@ -370,6 +383,9 @@ def render(out: dict[str, Any]) -> str:
                   _row(f"adaptive delta={out['delta']}, bound request", r["adaptive_per_request"])]
         if r["best_static"] is not None:
             lines.append(_row(f"best static in hindsight (t={r['best_static']['threshold']})", r["best_static"]))
+        matched = matched_static(r)
+        if matched is not None:
+            lines.append(_row(f"best static at the adaptive's own error (t={matched[0]})", matched[1]))
         lines += [_row(f"default static (t={r['default_static']['threshold']})", r["default_static"]), ""]
     s = out["shadow"]
     lines += ["## Shadow mode's estimate (OSSChat, default threshold)", "",
