@@ -63,6 +63,7 @@ class Dashboard:
         self.engine = admin.engine
         self.sessions = admin.sessions
         self.memo = _data.Memo()
+        self.rollup = _data.Rollup()  # the ledger folded into minutes, for the Overview
         self._files: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------------------------------ the app
@@ -147,7 +148,7 @@ class Dashboard:
         q = self._params(request, ("window", "reference"))
         window, ref = _data.window_of(q.get("window"))[0], q.get("reference") or None
         return _ok(await self.memo.get(("overview", window, ref), _data.TTL_S,
-                                        lambda: _data.overview(self.engine, window, ref)))
+                                        lambda: _data.overview(self.engine, window, ref, rollup=self.rollup)))
 
     async def spend(self, request: Request) -> Response:
         window = _data.window_of(self._params(request, ("window",)).get("window"))[0]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine.errors import RequestError
+from engine.ui._rollup import Rollup, month_start, percentile
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -116,54 +117,37 @@ def _cost(entry: Any, prompt_tokens: int, completion_tokens: int) -> float:
     return (prompt_tokens * entry.price.input + completion_tokens * entry.price.output) / 1e6
 
 
-def overview(engine: Engine, window: str, reference: str | None, now: float | None = None) -> dict[str, Any]:
-    """Totals and per-bucket series of the window, today's and this month's spend against the budgets."""
+def overview(engine: Engine, window: str, reference: str | None, now: float | None = None,
+             rollup: Rollup | None = None) -> dict[str, Any]:
+    """Totals and per-bucket series of the window, today's and this month's spend against the budgets.
+    From ``rollup`` (the ledger folded into minutes, refreshed with the rows added since the last call)."""
     now = time.time() if now is None else now
     name, span, step = window_of(window)
     start = _start(now, span, step)
     n = span // step
-    b = f"CAST((ts - {start}) / {step} AS INTEGER)"
-    rows = engine.ledger.query(
-        f"SELECT {b} AS b, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0) AS spend_usd, "
-        "COALESCE(SUM(saved_usd), 0) AS saved_usd, SUM(cache = 'exact') AS exact, SUM(cache = 'hit') AS hit, "
-        "SUM(cache = 'miss') AS miss, SUM(status >= 400) AS errors "
-        "FROM requests WHERE ts >= ? GROUP BY b", (start,))
-    series: dict[str, list[float]] = {k: [0.0] * n for k in
-                                      ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors",
-                                       "routing_saved_usd", "overhead_p50", "overhead_p99")}
-    for r in rows:
-        if 0 <= r["b"] < n:
-            for k in ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors"):
-                series[k][r["b"]] = r[k] or 0
-    for r in _percentiles(engine, "overhead_ms", start, step):
-        if r["k"] is not None and 0 <= r["k"] < n:
-            series["overhead_p50"][r["k"]], series["overhead_p99"][r["k"]] = r["p50"] or 0, r["p99"] or 0
-    whole = _percentiles(engine, "overhead_ms", start, None)
-    routed = engine.ledger.query(
-        f"SELECT {b} AS b, model, COALESCE(SUM(prompt_tokens), 0) AS pt, COALESCE(SUM(completion_tokens), 0) AS ct, "
-        "COALESCE(SUM(cost_usd), 0) AS cost FROM requests WHERE ts >= ? AND cache IN ('miss', 'bypass') "
-        "AND status < 400 AND model IS NOT NULL GROUP BY b, model", (start,))
-    ref = _reference(engine, sorted({r["model"] for r in routed}), reference)
-    if ref is not None:
-        for r in routed:
-            if 0 <= r["b"] < n:
-                series["routing_saved_usd"][r["b"]] += _cost(ref, r["pt"], r["ct"]) - r["cost"]
-    total = {k: sum(v) for k, v in series.items() if k not in ("overhead_p50", "overhead_p99")}
+    rollup = rollup or Rollup()
+    rollup.refresh(engine.ledger, now)
+    v = rollup.view(start, step, n)
+    keys = ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors")
+    series: dict[str, list[float]] = {k: [b[k] for b in v["sums"]] for k in keys}
+    series["overhead_p50"] = [percentile(h, 0.5) or 0.0 for h in v["hists"]]
+    series["overhead_p99"] = [percentile(h, 0.99) or 0.0 for h in v["hists"]]
+    ref = _reference(engine, sorted({m for r in v["routed"] for m in r}), reference)
+    series["routing_saved_usd"] = [sum(_cost(ref, a[0], a[1]) - a[2] for a in r.values()) if ref is not None else 0.0
+                                   for r in v["routed"]]
+    total = {k: sum(series[k]) for k in (*keys, "routing_saved_usd")}
     req = total["requests"]
     t = time.gmtime(now)
     day, month = time.strftime("%Y-%m-%d", t), time.strftime("%Y-%m", t)
-    spend = engine.ledger.query(
-        "SELECT COALESCE(SUM(CASE WHEN day = ? THEN cost_usd END), 0) AS today, "
-        "COALESCE(SUM(cost_usd), 0) AS month FROM requests WHERE month = ?", (day, month))[0]
     return {
         "window": name, "step_s": step, "start": start, "now": now,
         "series": series,
         "totals": {**total, "hit_rate": (total["exact"] + total["hit"]) / req if req else 0.0,
                    "error_rate": total["errors"] / req if req else 0.0,
-                   "overhead_p50": whole[0]["p50"] if whole else None,
-                   "overhead_p99": whole[0]["p99"] if whole else None},
+                   "overhead_p50": percentile(v["whole"], 0.5), "overhead_p99": percentile(v["whole"], 0.99)},
         "reference_model": ref.id if ref is not None else None,
-        "spend": {"today_usd": spend["today"], "month_usd": spend["month"], "day": day, "month": month},
+        "spend": {"today_usd": rollup.spend_since(math.floor(now / 86400) * 86400),
+                  "month_usd": rollup.spend_since(month_start(now)), "day": day, "month": month},
         "budgets": msgspec.to_builtins(engine.budgets.states(now)),
     }
 

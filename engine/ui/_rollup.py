@@ -1,0 +1,146 @@
+"""Per-minute sums of the ledger for the Overview, kept up to date incrementally.
+
+The ledger only ever grows (rows are INSERTed, never updated), so the rows a poll has not seen are those
+with a larger ``rowid``: each refresh reads only them (a range scan on the table's own key) and folds them
+into per-minute sums, so a page refreshing every second costs the new rows of that second, not the window.
+Added latency percentiles come from per-minute histograms with logarithmic bins (:data:`EDGES`, about 7 %
+wide: a percentile is reported as its bin's upper edge, within 7 % above the exact value).
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.ledger import Ledger
+
+RETAIN_S = 31 * 86400  # the longest window (30 d) and today's month
+BATCH = 50_000
+# Histogram bin edges in ms: 0, then 0.005 ms to 100 s with ratio 1.07.
+EDGES: list[float] = [0.0] + [0.005 * 1.07 ** i for i in range(int(math.log(2e7) / math.log(1.07)) + 2)]
+_SUMS = ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors")
+_COLUMNS = "rowid AS r, ts, cost_usd, saved_usd, cache, status, overhead_ms, model, prompt_tokens, completion_tokens"
+
+
+class Minute:
+    __slots__ = ("hist", "routed", "sums")
+
+    def __init__(self) -> None:
+        self.sums = [0.0] * len(_SUMS)
+        self.hist: dict[int, int] = {}  # overhead bin -> count
+        self.routed: dict[str, list[float]] = {}  # model -> [prompt tokens, completion tokens, cost] of answers
+
+
+class Rollup:
+    """The ledger folded into minutes; :meth:`refresh` reads the rows added since the last call."""
+
+    def __init__(self) -> None:
+        self._rowid = 0
+        self._minutes: dict[int, Minute] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, ledger: Ledger, now: float) -> None:
+        with self._lock:
+            top = ledger.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM requests")[0]["m"]
+            if top < self._rowid:  # another ledger file, or rows removed: start again
+                self._rowid, self._minutes = 0, {}
+            oldest = now - RETAIN_S
+            while True:
+                rows = ledger.query(f"SELECT {_COLUMNS} FROM requests WHERE rowid > ? AND ts >= ? "
+                                    f"ORDER BY rowid LIMIT {BATCH}", (self._rowid, oldest))
+                for row in rows:
+                    self._fold(row)
+                if rows:
+                    self._rowid = max(self._rowid, rows[-1]["r"])
+                if len(rows) < BATCH:
+                    break
+            # Rows at or below ``top`` that were older than the retention are skipped for good.
+            self._rowid = max(self._rowid, top)
+            first = int(oldest // 60)
+            for m in [m for m in self._minutes if m < first]:
+                del self._minutes[m]
+
+    def _fold(self, row: dict[str, Any]) -> None:
+        m = int(row["ts"] // 60)
+        minute = self._minutes.get(m)
+        if minute is None:
+            minute = self._minutes[m] = Minute()
+        s, cache, status = minute.sums, row["cache"], row["status"]
+        s[0] += 1
+        s[1] += row["cost_usd"] or 0.0
+        s[2] += row["saved_usd"] or 0.0
+        if cache == "exact":
+            s[3] += 1
+        elif cache == "hit":
+            s[4] += 1
+        elif cache == "miss":
+            s[5] += 1
+        if status >= 400:
+            s[6] += 1
+        b = bisect.bisect_right(EDGES, row["overhead_ms"] or 0.0)
+        minute.hist[b] = minute.hist.get(b, 0) + 1
+        if cache in ("miss", "bypass") and status < 400 and row["model"]:
+            acc = minute.routed.get(row["model"])
+            if acc is None:
+                acc = minute.routed[row["model"]] = [0.0, 0.0, 0.0]
+            acc[0] += row["prompt_tokens"] or 0
+            acc[1] += row["completion_tokens"] or 0
+            acc[2] += row["cost_usd"] or 0.0
+
+    def view(self, start: float, step: int, n: int) -> dict[str, Any]:
+        """Per bucket (``n`` of ``step`` seconds from ``start``, a multiple of 60): sums, overhead histograms,
+        routed answers per model; and the window's merged histogram."""
+        with self._lock:
+            sums = [[0.0] * len(_SUMS) for _ in range(n)]
+            hists: list[dict[int, int]] = [{} for _ in range(n)]
+            routed: list[dict[str, list[float]]] = [{} for _ in range(n)]
+            first = int(start // 60)
+            for m in range(first, first + n * step // 60):
+                minute = self._minutes.get(m)
+                if minute is None:
+                    continue
+                b = (m * 60 - int(start)) // step
+                for i, v in enumerate(minute.sums):
+                    sums[b][i] += v
+                for k, c in minute.hist.items():
+                    hists[b][k] = hists[b].get(k, 0) + c
+                for model, acc in minute.routed.items():
+                    dest = routed[b].setdefault(model, [0.0, 0.0, 0.0])
+                    for i in range(3):
+                        dest[i] += acc[i]
+        whole: dict[int, int] = {}
+        for h in hists:
+            for k, c in h.items():
+                whole[k] = whole.get(k, 0) + c
+        return {"sums": [dict(zip(_SUMS, s, strict=True)) for s in sums], "hists": hists, "routed": routed,
+                "whole": whole}
+
+    def spend_since(self, since: float) -> float:
+        with self._lock:
+            first = int(since // 60)
+            return sum(m.sums[1] for k, m in self._minutes.items() if k >= first)
+
+
+def percentile(hist: dict[int, int], p: float) -> float | None:
+    """The nearest-rank ``p`` percentile of a histogram, as its bin's upper edge (None when empty)."""
+    n = sum(hist.values())
+    if not n:
+        return None
+    rank = max(1, math.ceil(p * n))
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen >= rank:
+            return EDGES[b] if b < len(EDGES) else EDGES[-1]
+    return EDGES[-1]
+
+
+def month_start(now: float) -> float:
+    """The start of ``now``'s month, UTC (the ledger's ``month`` column)."""
+    t = time.gmtime(now)
+    return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, 0)))
