@@ -102,3 +102,30 @@ def test_engine_feedback_embedded(tmp_path: Path, upstream: FakeUpstream, minilm
         assert engine.complete_sync({"messages": msgs}).meta.cache == "miss"
     finally:
         engine.close()
+
+
+def test_quality_estimate_is_corrected_by_shadowed_exact_hits(tmp_path: Path) -> None:
+    from engine.feedback import quality
+    from engine.ledger import Label, Ledger, UsageRecord
+
+    led = Ledger(tmp_path / "ledger.sqlite3", journal=False)
+    rows = []
+    for i in range(40):  # shadowed exact hits: hit_score NULL; 2 of them judged (wrongly) bad
+        rows.append((UsageRecord(request_id=f"x{i}", ts=1.0, tenant="t", cache="miss", status=200, namespace="t/ns",
+                                 entry_id=1, similarity=1.0), i >= 2))
+    for i in range(100):  # shadowed semantic hits: 10 judged bad
+        rows.append((UsageRecord(request_id=f"s{i}", ts=1.0, tenant="t", cache="miss", status=200, namespace="t/ns",
+                                 entry_id=2, similarity=0.97, hit_score=0.97), i >= 10))
+    for rec, _ in rows:
+        led.record(rec)
+    led.flush()
+    for rec, good in rows:
+        led.add_label(Label(request_id=rec.request_id, tenant="t", namespace="t/ns", source="shadow", good=good,
+                            entry_id=rec.entry_id, similarity=rec.similarity))
+    (q,) = quality(led)
+    led.close()
+    assert q["labelled"] == 140 and q["false_hit_rate"] == 12 / 140
+    assert q["comparison_false_bad"] == 2 / 40
+    assert q["false_hit_rate_corrected"] == (12 / 140 - 0.05) / 0.95
+    lo, hi = q["false_hit_interval_corrected"]
+    assert lo < q["false_hit_rate_corrected"] < hi
