@@ -233,7 +233,7 @@ def outage(seconds: float, tmp: Path, clients: int) -> dict[str, Any]:
     }
 
 
-def overhead(n: int, tmp: Path) -> dict[str, Any]:
+def overhead(n: int, tmp: Path, encoder: str = "hashing") -> dict[str, Any]:
     from bench import loadgen as lg
     from bench._procs import BENCH_MODEL, fake_upstream, thrifty_config, thrifty_serve
     from bench.proxy_bench import OFF
@@ -247,7 +247,7 @@ def overhead(n: int, tmp: Path) -> dict[str, Any]:
         for name, state, tenants in (("local", None, None), ("redis", redis_server.url, None),
                                      ("local+budget+ratelimit", None, tenant),
                                      ("redis+budget+ratelimit", redis_server.url, tenant)):
-            cfg = thrifty_config(up.port, work / name / "data", encoder="hashing")
+            cfg = thrifty_config(up.port, work / name / "data", encoder=encoder)
             if state:
                 cfg["state"] = state
             if tenants:
@@ -268,7 +268,7 @@ def overhead(n: int, tmp: Path) -> dict[str, Any]:
         finally:
             for srv in servers.values():
                 srv.stop()
-    out: dict[str, Any] = {"requests_each": n}
+    out: dict[str, Any] = {"requests_each": n, "encoder": encoder}
     for s in samples:
         summary = lg.summarize(s)
         server = sorted(float(v) for v in s.header_values.get("x-thrifty-overhead-ms", []))
@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=0, help="thrifty bench proxy --short pairs, order alternating")
     ap.add_argument("--skip", nargs="*", default=[], choices=["budgets", "propagation", "outage", "overhead"])
     ap.add_argument("--overhead-n", type=int, default=2000, help="requests to each target in the overhead run")
+    ap.add_argument("--overhead-encoder", choices=("hashing", "default"), default="hashing",
+                    help="the replicas' encoder in the overhead run (default: MiniLM, as thrifty bench proxy)")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients of the outage run")
     ap.add_argument("--work", type=Path, default=None, help="keep the replicas' data and logs here")
     ap.add_argument("--out", type=Path, default=Path("results/scale"))
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             result["outage"] = outage(args.outage_s, work, args.clients)
             print(json.dumps(result["outage"]), flush=True)
         if "overhead" not in args.skip:
-            result["overhead"] = overhead(args.overhead_n, work)
+            result["overhead"] = overhead(args.overhead_n, work, args.overhead_encoder)
             print(json.dumps(result["overhead"]), flush=True)
         if args.proxy:
             with RedisServer() as redis_server:
