@@ -47,6 +47,7 @@ Decision = Literal["serve", "explore", "refuse"]
 _BINS = 200  # score bins over [0, 1]
 _MAX_ENTRY_LABELS = 64  # most labels kept per entry (the newest)
 _CAP_EVERY = 16  # bound "namespace": decisions between two computations of the error cap
+_SYNC_EVERY_S = 2.0  # how often a gate reads the labels other workers appended to the shared file
 
 # z of the one-sided bounds by confidence level (no scipy on the request path).
 _Z = {0.8: 0.8416, 0.85: 1.0364, 0.9: 1.2816, 0.95: 1.6449, 0.975: 1.96, 0.99: 2.3263}
@@ -137,14 +138,32 @@ class AdaptiveGate:
         self._mu = threading.Lock()
         self._rng = random.Random(seed)
         self._db: sqlite3.Connection | None = None
+        self._rowid = 0  # the last label row applied (every worker on the file appends; each reads the others')
+        self._synced = 0.0
         if path is not None:
             self._db = sqlite3.connect(Path(path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS adaptive_labels (namespace TEXT, entry_id INTEGER, "
                              "score REAL, good INTEGER, ts REAL)")
-            rows = self._db.execute("SELECT namespace, entry_id, score, good FROM adaptive_labels ORDER BY rowid")
-            for ns, eid, score, good in rows:
-                self._learn(ns, int(eid), float(score), bool(good))
+            with self._mu:
+                self._sync_locked()
+
+    def _sync_locked(self) -> None:
+        """Apply the label rows written since the last sync (this worker's and every other's). Holds _mu."""
+        if self._db is None:
+            return
+        rows = self._db.execute("SELECT rowid, namespace, entry_id, score, good FROM adaptive_labels "
+                                "WHERE rowid > ? ORDER BY rowid", (self._rowid,)).fetchall()
+        for rowid, ns, eid, score, good in rows:
+            self._learn(ns, int(eid), float(score), bool(good))
+            self._rowid = rowid
+        self._synced = time.monotonic()
+
+    def refresh(self) -> None:
+        """Catch up with labels other workers wrote, at most every ``_SYNC_EVERY_S`` (cheap when not due)."""
+        if self._db is not None and time.monotonic() - self._synced >= _SYNC_EVERY_S:
+            with self._mu:
+                self._sync_locked()
 
     def close(self) -> None:
         with self._mu:
@@ -158,6 +177,7 @@ class AdaptiveGate:
         the entry was wrong for a closer request, else ``explore`` (serve fresh, compare, learn)."""
         if score < self.floor:
             return "refuse"
+        self.refresh()
         err = self.error_bound(namespace, entry_id, score)
         if err is None:
             return "refuse"
@@ -258,10 +278,12 @@ class AdaptiveGate:
         if not math.isfinite(score):
             raise CacheInputError("adaptive label: score must be a finite number")
         with self._mu:
-            self._learn(namespace, entry_id, score, good)
-            if self._db is not None:
-                self._db.execute("INSERT INTO adaptive_labels VALUES (?, ?, ?, ?, ?)",
-                                 (namespace, entry_id, score, int(good), time.time()))
+            if self._db is None:
+                self._learn(namespace, entry_id, score, good)
+                return
+            self._db.execute("INSERT INTO adaptive_labels VALUES (?, ?, ?, ?, ?)",
+                             (namespace, entry_id, score, int(good), time.time()))
+            self._sync_locked()  # applies this row (and any other worker's) in file order
 
     def learn_many(self, labels: Iterable[tuple[str, int, float, bool]]) -> None:
         for ns, eid, score, good in labels:

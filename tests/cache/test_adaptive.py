@@ -54,6 +54,23 @@ def test_labels_persist(tmp_path: Path) -> None:
     again.close()
 
 
+def test_workers_sharing_the_file_see_each_others_labels(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import cache.adaptive as adaptive
+
+    path = tmp_path / "adaptive.sqlite3"
+    one = AdaptiveGate(AdaptiveConfig(explore_rate=0.0), path)
+    two = AdaptiveGate(AdaptiveConfig(explore_rate=0.0), path)
+    one.learn(NS, 9, 0.95, False)
+    monkeypatch.setattr(adaptive, "_SYNC_EVERY_S", 0.0)
+    assert two.decide(NS, 9, 0.93) == "refuse"  # learned by the other worker, read on the next decision
+    two.learn(NS, 9, 0.99, True)
+    assert one.summary(NS) == {"labels": 1, "bad": 1, "entries": 1}  # not yet refreshed...
+    one.refresh()
+    assert one.summary(NS) == {"labels": 2, "bad": 1, "entries": 1}  # ... now, each label once
+    one.close()
+    two.close()
+
+
 def test_config_errors_name_the_key() -> None:
     for kw, key in (({"delta": 0.0}, "delta"), ({"confidence": 0.42}, "confidence"),
                     ({"explore_rate": 2.0}, "explore_rate")):
