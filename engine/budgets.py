@@ -8,8 +8,9 @@ expected cost of the requests in flight when it was reached (and by what an answ
 estimate). A request with no budget does no work here at all.
 
 :class:`LocalBudgetStore` keeps the counters in SQLite (``budgets.sqlite3`` in the data directory) and
-runs each step in a ``BEGIN IMMEDIATE`` transaction; a Redis store can implement the same three
-methods. Store calls run on one thread per tracker, never on the event loop.
+runs each step in a ``BEGIN IMMEDIATE`` transaction; with ``state: redis://…`` replicas share
+:class:`engine.state.budgets.RedisBudgetStore` instead (this store stays its fallback). Store calls run on one
+thread per tracker, never on the event loop.
 """
 
 from __future__ import annotations
