@@ -280,7 +280,7 @@ class SemanticCache:
                         self._count("rejected")
                         continue
                 elif not verdict.accept:
-                    below = reason.startswith("below")  # refused on the score alone, not by a guard
+                    below = reason.startswith(("below", "verifier"))  # refused on the score, not by a guard
                     if below and gate is not None and gate.approved(scope.namespace, entry_id, score):
                         reason = "approved near miss"
                     else:

@@ -197,3 +197,17 @@ def test_cache_stats_cli_shows_the_false_hit_estimate(serve, upstream: FakeUpstr
     ns = out["namespaces"][0]
     assert ns["namespace"] == "default/default" and ns["labelled"] == 1 and ns["false_hit_rate"] == 0.0
     assert ns["false_hit_interval_95"][1] > 0.5 and ns["requests"] == 2
+
+
+def test_shadowed_stream_is_compared_after_its_last_chunk(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, engine = serve(base_config(tmp_path, upstream))
+    q = "Give me one fun fact about octopuses."
+    _ask(live.url, q)
+    with httpx.stream("POST", live.url + "/v1/chat/completions", headers={"x-thrifty-shadow": "true"}, timeout=30,
+                      json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": q}]}) as r:
+        assert r.headers["x-thrifty-cache"] == "miss"
+        body = "".join(r.iter_text())
+    assert "[DONE]" in body
+    _wait_labels(engine, 1)
+    row = engine.ledger.query("SELECT source, good FROM labels")[0]
+    assert row == {"source": "shadow", "good": 1}
