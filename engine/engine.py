@@ -167,13 +167,13 @@ class Engine:
             self._overlay_watch = None
         if self.experiments.judge is not None:
             await self.experiments.judge.drain(timeout=5.0)  # its calls need the dispatcher, closed below
+        await self.shadow.drain(timeout=10.0)  # shadow comparisons may ask a judge model through the dispatcher
         if self._exporter is not None:
             await asyncio.to_thread(self._exporter.stop)
             self._exporter = None
         await self.dispatcher.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the last requests' spans first
-        await self.shadow.drain()
         await self.flush()
         await asyncio.to_thread(self.budgets.close)
         if self.state is not None:  # the last cache writes are published before the cache closes
@@ -198,7 +198,7 @@ class Engine:
     async def flush(self) -> None:
         """Wait until every cache write and ledger row queued so far has landed (and every shadow comparison
         started so far has stored its label)."""
-        await self.shadow.drain()
+        await self.shadow.drain(timeout=10.0)
         await asyncio.to_thread(self._flush_sync)
 
     def _flush_sync(self) -> None:

@@ -79,7 +79,7 @@ def _checked(body: FeedbackRequest, max_chars: int) -> bool:
 
 async def apply_feedback(engine: Engine, body: FeedbackRequest, tenant: str) -> FeedbackResult:
     good = _checked(body, engine.settings.raw.server.max_field_chars)
-    await engine.flush()  # the rated request's ledger row may still be queued
+    await asyncio.to_thread(engine.ledger.flush)  # the rated request's ledger row may still be queued
     return await asyncio.to_thread(_apply, engine, body, tenant, good)
 
 

@@ -145,10 +145,14 @@ class ShadowWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self) -> None:
-        """Wait for every comparison started so far (tests, flush, shutdown)."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for every comparison started so far (tests, flush, shutdown), at most ``timeout`` seconds."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(list(self._tasks), timeout=left)
 
     async def _run(self, job: Job) -> None:
         try:
