@@ -109,6 +109,7 @@ def shoot(live: LiveServer, out: Path) -> None:
             if panel == "requests":
                 page.locator("tr[data-request]:has(.pill.miss) button").first.click()
                 page.wait_for_selector("tr.detail")
+            page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(300)
             page.screenshot(path=str(out / f"ui-{panel}.png"), full_page=panel in ("cache", "controls"), type="png")
         phone = ctx.new_page()

@@ -94,6 +94,7 @@ const panels = { overview, spend, cache, requests, providers, controls, audit };
 
 async function show(name) {
   if (!panels[name]) name = "overview";
+  if (name !== state.panel) say("");  // a message belongs to the panel it came from
   state.panel = name;
   for (const p of Object.keys(panels)) $(p).hidden = p !== name;
   for (const a of document.querySelectorAll("#nav a")) {
