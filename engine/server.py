@@ -1,7 +1,8 @@
 """The OpenAI-compatible proxy: Starlette on uvicorn (uvloop + httptools).
 
 Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /healthz``,
-``GET /metrics`` and the admin API (:mod:`engine.admin`). Every chat response carries the
+``GET /metrics``, ``POST /v1/feedback`` (:mod:`engine.feedback`) and the admin API (:mod:`engine.admin`). Every
+chat response carries the
 ``x-thrifty-*`` headers; every error uses OpenAI's error shape with the right status.
 """
 
