@@ -16,8 +16,8 @@ field such as ``domain``, or ``namespace`` for the ledger). The recommended sett
 those whose false-hit rate's *upper* 95 % bound is at most ``--max-error`` (``--criterion point``: the estimate
 itself). ``--split f`` keeps a deterministic part of the pairs (a hash of the pair) out of tuning and reports the
 recommendation's figures on it. ``--deltas`` also replays the pairs as a stream through the adaptive gate
-(bench.adaptive_replay) at each error bound. ``--write`` sets ``cache.policy`` and ``cache.threshold`` (or
-``cache.adaptive``) in a YAML config file, keeping every other line (comments included), and says what changed.
+(bench.adaptive_replay) at each error bound. ``--write`` sets ``cache.policy`` and ``cache.threshold``
+in a YAML config file, keeping every other line (comments included), and says what changed.
 """
 
 from __future__ import annotations
