@@ -9,14 +9,15 @@ clear these steps, cheapest first:
 3. the hard guards, which compare what differs between the two prompts and refuse outright:
    numbers and their units, negations and polarity prefixes (enable/disable), closed sets of
    contrasting words (formats, languages, scopes, antonyms), names, the direction of "X to Y";
-4. the learned verifier (`learned=True`, preset "learned"): a small cross-encoder (cache/data/verifier, trained by
-   bench/train_verifier.py) reads both prompts together; its logit and the cosine give a calibrated
-   probability that the two may share an answer, accepted at `threshold`. Several candidates of one
-   lookup are scored in one forward pass (`verify_many`).
-   With `learned=False` (the default) instead: a cosine `threshold`, after the substitution guard
-   when `substitutions` is on (preset "recall"): the same frame with one or two content words
-   swapped lowers the score by `substitution_penalty` while the similarity is below
-   `substitution_bar`.
+4. the learned verifier (`learned=True`; the default preset "verified"): a small cross-encoder
+   (cache/data/verifier, trained by bench/train_verifier.py) reads both prompts together; its logit
+   and the cosine give a calibrated probability that the two may share an answer, accepted at
+   `threshold`. Every candidate of one lookup that reaches it is scored in one forward pass
+   (`verify_many`).
+   With `learned=False` (presets "cosine", and the older "balanced", "strict", "recall") instead: a
+   cosine `threshold`, after the substitution guard when `substitutions` is on (preset "recall"): the
+   same frame with one or two content words swapped lowers the score by `substitution_penalty` while
+   the similarity is below `substitution_bar`.
 
 `Verdict.score` is that probability when the learned stage ran, else the similarity in cosine units
 (minus the soft penalty when it applied). A per-request `threshold` overrides the probability
@@ -47,9 +48,13 @@ from cache.errors import CacheInputError
 __all__ = ["PRESETS", "HitPolicy", "PolicyConfig", "Verdict", "VerifierModelError", "default_policy"]
 
 _ANALYSIS_CACHE_SIZE = 2048
-# Probability threshold of the learned stage, chosen on the training data's dev split by
-# `python -m bench.train_verifier calibrate` (see cache/data/verifier/learned.json).
+# Probability thresholds of the learned stage, chosen on the training data's dev split by
+# `python -m bench.train_verifier calibrate` (cache/data/verifier/learned.json holds the same numbers;
+# tests/cache/test_policy_learned.py checks they agree): the default at a dev false-hit rate of about
+# 1 %, "precise" at about 0.3 %, "reach" at about 3 %.
 LEARNED_THRESHOLD = 0.778
+PRECISE_THRESHOLD = 0.9
+REACH_THRESHOLD = 0.6
 # Cosine threshold when the learned stage is off: the lowest at which QQP's held-out hit precision
 # reaches 0.90 (bench/cache_quality.py); OSSChat's replay precision there is 0.998.
 COSINE_THRESHOLD = 0.96
@@ -119,7 +124,7 @@ class HitPolicy:
     """Verifies a (query, cached prompt) pair the index found similar; one instance per cache."""
 
     def __init__(self, config: PolicyConfig | None = None) -> None:
-        self.config = config or PolicyConfig()
+        self.config = config or PRESETS[DEFAULT_PRESET]
         self.first_bar = self.config.first_bar
         self.threshold = self.config.effective_threshold
         self.top_k = self.config.top_k
@@ -242,19 +247,27 @@ class HitPolicy:
         return Verdict(True, score, "ok")
 
 
-# Operating points measured by bench/cache_quality.py (figures in the README's cache section).
-# "balanced" is the default: hit precision first on real traffic (QQP >= 0.90, OSSChat replay).
-# Its substitution guard is off: QQP labels most one-word swaps as duplicates, and refusing them
-# ranks those pairs last (average precision 0.741 with it, 0.783 without).
-# "recall" serves heavily reworded paraphrases of LLM prompts: a low cosine bar made safe by
-# refusing every one-or-two-word swap outright, at the cost of precision on fine-grained intents.
-# "strict" is for callers that can afford few hits but no wrong ones.
-# "learned" sends candidates above cosine 0.92 that pass the guards to the cross-encoder and
-# accepts at probability 0.90: about a third more OSSChat hits than "balanced" at QQP precision
-# 0.90, for ~2 ms a candidate and 1 % wrong hits on OSSChat instead of 0.2 % (README).
+# Presets, named for what they trade (figures: README "Hit policy", results/cache/). The first four
+# send every candidate above cosine 0.60 that passes the guards to the learned verifier, in one batched
+# pass, and accept on its calibrated probability:
+# "verified" (the default): the probability at which the dev split's false-hit rate is ~1 % with QQP
+#   dev precision >= 0.92 (bench/train_verifier.py calibrate; learned.json) — one setting for QQP- or
+#   OSSChat-like traffic and reworded LLM prompts alike;
+# "precise": fewer hits, a lower false-hit bound (a higher probability);
+# "reach": more hits for a higher false-hit bound (a lower probability);
+# "cosine": no model at all (no verifier latency, no model files): guards, then cosine 0.96 — precise on
+#   QQP/OSSChat-like traffic, but it serves almost no reworded LLM prompt.
+# The older names still load, with the configurations they always had: "balanced" (= "cosine"),
+# "strict" (cosine 0.98), "recall" (cosine 0.60 + refusing every one- or two-word swap) and "learned"
+# (the model behind a cosine bar of 0.92, at probability 0.90).
+DEFAULT_PRESET = "verified"
 PRESETS: dict[str, PolicyConfig] = {
-    "strict": PolicyConfig(threshold=0.98),
+    "verified": PolicyConfig(learned=True, first_bar=0.60, top_k=4),
+    "precise": PolicyConfig(learned=True, first_bar=0.60, top_k=4, threshold=PRECISE_THRESHOLD),
+    "reach": PolicyConfig(learned=True, first_bar=0.60, top_k=4, threshold=REACH_THRESHOLD),
+    "cosine": PolicyConfig(),
     "balanced": PolicyConfig(),
+    "strict": PolicyConfig(threshold=0.98),
     "recall": PolicyConfig(
         threshold=0.60, substitutions=True, substitution_bar=1.0, substitution_penalty=1.0
     ),
@@ -263,5 +276,5 @@ PRESETS: dict[str, PolicyConfig] = {
 
 
 def default_policy() -> HitPolicy:
-    """The policy with the measured default configuration ("balanced")."""
-    return HitPolicy(PolicyConfig())
+    """The policy with the default preset ("verified": guards, then the learned verifier)."""
+    return HitPolicy(PRESETS[DEFAULT_PRESET])

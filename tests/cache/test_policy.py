@@ -1,4 +1,7 @@
-"""The hit policy: each guard refuses its kind of near-miss, paraphrases pass, odd input is safe."""
+"""The hit policy: each guard refuses its kind of near-miss, paraphrases pass, odd input is safe.
+
+Most tests here are about the guards and the cosine stage, so they use the "cosine" preset (guards, then
+cosine 0.96, no model); the learned stage, the default, has tests/cache/test_policy_learned.py."""
 
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cache.errors import CacheInputError
-from cache.policy import PRESETS, HitPolicy, PolicyConfig, Verdict, default_policy
+from cache.policy import DEFAULT_PRESET, PRESETS, HitPolicy, PolicyConfig, Verdict, default_policy
 
 NEAR_MISSES = Path(__file__).resolve().parents[1] / "data" / "near_misses.jsonl"
 HIGH = 0.97  # a similarity above any threshold: only the guards can refuse
 
 
+def _guards_policy() -> HitPolicy:
+    return HitPolicy(PRESETS["cosine"])
+
+
 @pytest.fixture(scope="module")
 def policy() -> HitPolicy:
-    return default_policy()
+    return _guards_policy()
 
 
 @pytest.mark.parametrize(
@@ -133,17 +140,28 @@ def test_substitution_is_a_soft_guard() -> None:
         "How is Milvus used in Zilliz Cloud?", "How is Milvus utilised in Zilliz Cloud?", 0.97
     ).accept
     assert not soft.verify(q, c, 0.90, threshold=0.8).accept
-    # the default leaves swaps to its high cosine threshold (QQP labels most swaps duplicates)
-    assert not default_policy().config.substitutions
-    assert default_policy().verify(q, c, 0.90, threshold=0.8).accept
+    # the cosine preset leaves swaps to its high cosine threshold (QQP labels most swaps duplicates)
+    assert not _guards_policy().config.substitutions
+    assert _guards_policy().verify(q, c, 0.90, threshold=0.8).accept
 
 
 def test_presets_are_valid_and_ordered() -> None:
-    assert set(PRESETS) == {"strict", "balanced", "recall", "learned"}
-    assert PRESETS["balanced"] == PolicyConfig()
+    assert set(PRESETS) == {"verified", "precise", "reach", "cosine", "strict", "balanced", "recall", "learned"}
+    # the default runs the learned verifier behind a low first bar, on four candidates a lookup
+    default = default_policy()
+    assert default.config == PRESETS["verified"] and DEFAULT_PRESET == "verified"
+    assert default.config.learned and default.first_bar == pytest.approx(0.60) and default.top_k == 4
+    assert default.batched
+    # the learned presets differ only by their probability threshold, ordered by the hits they allow
     t = {name: cfg.effective_threshold for name, cfg in PRESETS.items()}
+    assert t["reach"] < t["verified"] < t["precise"]
+    for name in ("precise", "reach"):
+        assert msgspec.structs.replace(PRESETS[name], threshold=None) == PRESETS["verified"]
+    # the older names load the configurations they always had
+    assert PRESETS["balanced"] == PRESETS["cosine"] == PolicyConfig()
     assert t["recall"] < t["balanced"] < t["strict"]
-    assert PRESETS["learned"].learned and not PRESETS["balanced"].learned
+    assert PRESETS["learned"].learned and not PRESETS["cosine"].learned
+    assert HitPolicy().config == PRESETS["verified"]
 
 
 def test_long_prompts_compare_their_remainder(policy: HitPolicy) -> None:
@@ -277,7 +295,7 @@ _POLICY: list[HitPolicy] = []
 def _shared_policy() -> HitPolicy:
     # hypothesis forbids function-scoped fixtures; one policy for the module is enough
     if not _POLICY:
-        _POLICY.append(default_policy())
+        _POLICY.append(_guards_policy())
     return _POLICY[0]
 
 
