@@ -226,6 +226,25 @@ class BudgetTracker:
         self._budgets = budgets
         self._warned.clear()
 
+    def catch_up(self, subjects: Sequence[str], spend_of: Callable[[str, str, str], float],
+                 now: float | None = None) -> None:
+        """Bring the current windows' counters of ``subjects`` (budgets just added at run time: until then
+        nothing counted their spend) up to ``spend_of(subject, period, window)``, the ledger's figure, so a
+        daily budget set in the afternoon counts the morning. Runs on the tracker's store thread."""
+        subjects = [s for s in subjects if s in self._budgets]
+        if not subjects:
+            return
+        pool, store = self._executor()
+        counters = [k for k, _, _ in self._limits(subjects, time.time() if now is None else now)]
+
+        def run() -> None:
+            for k, have in zip(counters, store.spent(counters), strict=True):
+                missing = spend_of(*k) - have
+                if missing > 1e-12:
+                    store.settle(f"catch-up-{uuid.uuid4().hex}", [k], missing)
+
+        pool.submit(run).result()
+
     def subjects(self, tenant: str, key_name: str | None) -> list[str]:
         if not self._budgets:
             return []  # the hot path without budgets: nothing to format or look up

@@ -325,9 +325,13 @@ class Engine:
         """Apply run-time changes (engine.overlay: routing, cache mode/threshold/TTL, budgets, model
         lists) to the running engine. The pipeline reads cache mode and TTL from ``settings`` per request."""
         self.parts.reconfigure(settings)  # first: raises ConfigError, with nothing changed, if it cannot build
-        old = self.settings.raw.cache
+        old, old_budgets = self.settings.raw.cache, self.settings.budgets
         self.settings = settings
         self.budgets.configure(settings.budgets)
+        added = [s for s in settings.budgets if s not in old_budgets]
+        if added:  # nothing counted their spend until now: from the ledger, today's and this month's
+            self.ledger.flush()
+            self.budgets.catch_up(added, self._spend_of)
         new = settings.raw.cache
         if self._cache is not None and (old.policy, old.threshold) != (new.policy, new.threshold):
             self._cache.policy = self.parts.hit_policy()
@@ -335,6 +339,12 @@ class Engine:
             # A new gate on the same labels file (it replays them); the old one is left to lookups in flight.
             self._cache.gate, self._cache.gate_adaptive = None, False
             self._attach_gate(self._cache)
+
+    def _spend_of(self, subject: str, period: str, window: str) -> float:
+        """The ledger's spend of a budget counter ("tenant:x"/"key:y", daily/monthly, its day or month)."""
+        kind, name = subject.split(":", 1)
+        who = {"tenant": name} if kind == "tenant" else {"virtual_key": name}
+        return self.ledger.spend(**who, **({"day": window} if period == "daily" else {"month": window}))
 
     def routing_rules(self) -> Any:
         return self.parts.rules()

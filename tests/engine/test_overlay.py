@@ -219,3 +219,31 @@ def test_the_error_bound_merges_into_the_adaptive_settings_and_reaches_the_cache
         assert event.target == "cache.adaptive" and event.old["delta"] == 0.05 and event.new["delta"] == 0.01
     finally:
         engine.close()
+
+
+def test_a_budget_added_at_run_time_counts_the_spend_before_it(
+        tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_ADMIN_KEY", ADMIN)
+    live = LiveServer.of(Engine.from_config(_config(tmp_path, upstream)))
+    try:
+        engine = live.engine
+        assert engine is not None
+        with httpx.Client(base_url=live.url) as h:
+            for i in range(3):
+                assert _ask(h, f"Spend before the budget {i}", model="gpt-4o").status_code == 200
+            engine.ledger.flush()
+            before = engine.ledger.spend(tenant="acme")
+            assert before > 0
+            r = h.patch("/admin/controls", headers=AUTH, json={
+                "tenants": {"acme": {"budget": {"daily_usd": {"hard": before * 1.2}}}},
+                "keys": {"acme-1": {"budget": {"monthly_usd": {"soft": before / 2}}}}})
+            assert r.status_code == 200, r.text
+            states = {(s.subject, s.period): s for s in engine.budgets.states()}
+            assert states[("tenant:acme", "daily")].spend_usd == pytest.approx(before, rel=1e-9)
+            assert states[("key:acme-1", "monthly")].spend_usd == pytest.approx(before, rel=1e-9)
+            assert states[("key:acme-1", "monthly")].status == "warn"
+            # The morning counted: one more such request (about a third of `before`) reaches the hard limit.
+            assert _ask(h, "One more", model="gpt-4o").status_code == 200
+            assert _ask(h, "And another", model="gpt-4o").status_code == 429
+    finally:
+        _stop(live)
