@@ -82,10 +82,17 @@ def test_cache_policy_preset_and_threshold_reach_the_cache(tmp_path: Path) -> No
         assert policy.config.substitutions  # the "recall" preset's guard, not the default's
     finally:
         engine.close()
+    from cache.policy import PRESETS
+
     engine = Engine.from_config({"data_dir": str(tmp_path / "e"), "cache": {"encoder": "hashing"}})
-    try:
-        assert engine.cache.policy.threshold == pytest.approx(0.96)
+    try:  # the default: guards, then the learned verifier (issue 14)
+        assert engine.cache.policy.config == PRESETS["verified"] and engine.cache.policy.config.learned
         assert not engine.cache.policy.config.substitutions
+    finally:
+        engine.close()
+    engine = Engine.from_config({"data_dir": str(tmp_path / "f"), "cache": {"encoder": "hashing", "policy": "balanced"}})
+    try:  # an older preset name still loads what it always meant
+        assert engine.cache.policy.threshold == pytest.approx(0.96) and not engine.cache.policy.config.learned
     finally:
         engine.close()
     with pytest.raises(ConfigError, match="policy"):
