@@ -3,7 +3,6 @@ and Debian's chromium driven by Playwright's Python package (never ``playwright 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,7 +70,3 @@ def browser() -> Iterator[Any]:
             yield ctx
         finally:
             ctx.close()
-
-
-def admin_env() -> None:
-    os.environ["THRIFTY_ADMIN_KEY"] = ADMIN_KEY
