@@ -60,7 +60,9 @@ class AdaptiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = False
     delta: float = 0.02  # the error bound: serve when the upper bound of P(wrong answer) is below it
     confidence: float = 0.9  # one-sided level of those bounds; a key of _Z
-    floor: float = 0.80  # candidates scored below this are never served nor explored
+    # Candidates scored below this are never served nor explored. None: 0.80 for a cosine score, 0.30 for the
+    # learned verifier's probability (AdaptiveGate's ``learned``).
+    floor: float | None = None
     window: float = 0.03  # half-width of the score window the namespace prior pools labels over
     explore_rate: float = 0.02  # confident hits still explored, to keep checking what is served
     model_prior: tuple[float, float] = (0.2, 19.8)  # (bad, good) pseudo-labels for the threshold model's checks
@@ -76,7 +78,7 @@ class AdaptiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise CacheInputError(f"adaptive.delta must be in (0, 0.5), got {self.delta}")
         if self.confidence not in _Z:
             raise CacheInputError(f"adaptive.confidence must be one of {sorted(_Z)}, got {self.confidence}")
-        if not 0.0 <= self.floor <= 1.0 or not 0.0 < self.window <= 0.5:
+        if (self.floor is not None and not 0.0 <= self.floor <= 1.0) or not 0.0 < self.window <= 0.5:
             raise CacheInputError("adaptive.floor must be in [0, 1] and adaptive.window in (0, 0.5]")
         if not 0.0 <= self.explore_rate <= 1.0:
             raise CacheInputError(f"adaptive.explore_rate must be in [0, 1], got {self.explore_rate}")
@@ -130,9 +132,10 @@ class _Space:
 class AdaptiveGate:
     """Decides, per candidate, whether to serve, explore or refuse; learns from labels. Thread-safe."""
 
-    def __init__(self, config: AdaptiveConfig, path: str | Path | None = None, *, seed: int | None = None) -> None:
+    def __init__(self, config: AdaptiveConfig, path: str | Path | None = None, *, seed: int | None = None,
+                 learned: bool = False) -> None:
         self.config = config
-        self.floor = config.floor
+        self.floor = config.floor if config.floor is not None else (0.30 if learned else 0.80)
         self._z = _Z[config.confidence]
         self._spaces: dict[str, _Space] = {}
         self._mu = threading.Lock()

@@ -125,7 +125,8 @@ class Engine:
             return
         from cache.adaptive import AdaptiveGate
 
-        cache.gate = AdaptiveGate(cfg.adaptive, self.settings.data_dir / "cache" / "adaptive.sqlite3")
+        learned = bool(getattr(getattr(cache.policy, "config", None), "learned", False))  # scores are probabilities
+        cache.gate = AdaptiveGate(cfg.adaptive, self.settings.data_dir / "cache" / "adaptive.sqlite3", learned=learned)
         cache.gate_adaptive = cfg.adaptive.enabled
 
     @property
