@@ -211,3 +211,16 @@ def test_shadowed_stream_is_compared_after_its_last_chunk(serve, upstream: FakeU
     _wait_labels(engine, 1)
     row = engine.ledger.query("SELECT source, good FROM labels")[0]
     assert row == {"source": "shadow", "good": 1}
+
+
+def test_adaptive_with_the_default_learned_policy(serve, upstream: FakeUpstream, tmp_path: Path) -> None:
+    live, engine = serve(base_config(tmp_path, upstream, cache={"adaptive": {"enabled": True}}))
+    assert engine.gate is not None and engine.gate.floor == 0.30  # probability units
+    _ask(live.url, "How do I reverse a list in Python?")
+    r = _ask(live.url, "How can I reverse a list in Python?", headers={"x-thrifty-cache-mode": "read-only"})
+    assert r.headers["x-thrifty-cache"] == "miss"  # no labels yet: explored, not served
+    _wait_labels(engine, 1)
+    engine.ledger.flush()
+    row = engine.ledger.query("SELECT hit_score, entry_id FROM requests WHERE request_id = ?",
+                              (r.headers["x-thrifty-request-id"],))[0]
+    assert 0.3 <= row["hit_score"] <= 1.0 and row["entry_id"]  # the verifier's probability, kept for tuning
