@@ -100,9 +100,11 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        self.server.should_exit = True  # the app's lifespan closes the engine's cache, state and clients
         self.thread.join(timeout=30)
         self.sock.close()
+        self.engine.ledger.close()  # what Engine.close() adds to aclose(): the ledger and audit files
+        self.engine.audit.close()
 
 
 class Cluster:
