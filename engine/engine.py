@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -99,6 +99,9 @@ class Engine:
         # Answers whose cache write has not landed yet, by exact key: an identical request that arrives
         # in that window is still an exact hit (read-your-writes within one process).
         self._inflight: dict[bytes, Hit] = {}
+        # Requests served from that map (their entry had no id yet): request id -> exact key, so that feedback
+        # can still find the entry once it is written (engine.feedback). Bounded; only such rare hits land here.
+        self._inflight_served: OrderedDict[str, bytes] = OrderedDict()
         self._loop_thread: _LoopThread | None = None
         self._overlay_watch: asyncio.Task[None] | None = None
 
@@ -310,6 +313,23 @@ class Engine:
 
     def pending_exact(self, scope: Any) -> Hit | None:
         return self._inflight.get(scope.exact_key) if self._inflight else None
+
+    def served_in_flight(self, request_id: str, exact_key: bytes) -> None:
+        """``request_id`` was served an answer whose cache write had not landed (no entry id yet)."""
+        self._inflight_served[request_id] = exact_key
+        if len(self._inflight_served) > 4096:
+            self._inflight_served.popitem(last=False)
+
+    def entry_served_in_flight(self, request_id: str) -> int | None:
+        """The entry id of an answer served while its write was in flight, once written (waits for the
+        writes queued so far); None when unknown here (another worker served it) or gone."""
+        key = self._inflight_served.get(request_id)
+        if key is None:
+            return None
+        for fut in list(self._pending):
+            fut.result()
+        found = self.cache.store.get_exact(key)
+        return found[0] if found is not None else None
 
     def _stored(self, fut: Future[None], key: bytes) -> None:
         self._pending.discard(fut)

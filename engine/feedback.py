@@ -91,8 +91,12 @@ def _apply(engine: Engine, body: FeedbackRequest, tenant: str, good: bool) -> Fe
     if ledger.query("SELECT 1 FROM labels WHERE request_id = ? AND tenant = ? AND source = 'feedback' LIMIT 1",
                     (body.request_id, tenant)):
         raise ConflictError(f"request {body.request_id[:64]!r} was already rated", param="request_id")
-    served = row["cache"] in ("hit", "exact") and bool(row["entry_id"])
-    entry_id = int(row["entry_id"]) if served else None
+    entry_id = int(row["entry_id"]) if row["entry_id"] else None
+    if entry_id is None and row["cache"] == "exact":  # served while its cache write was in flight
+        entry_id = engine.entry_served_in_flight(body.request_id)
+    served = row["cache"] in ("hit", "exact") and entry_id is not None
+    if not served:
+        entry_id = None
     withdrawn = False
     if served and not good:
         withdrawn = bool(engine.cache.delete(entry_id))

@@ -168,6 +168,8 @@ class Pipeline:
         m.similarity = hit.similarity
         ctx.would_be = None
         ctx.served = hit
+        if not hit.id and ctx.scope is not None:  # its cache write is still in flight: no entry id yet
+            self.e.served_in_flight(m.request_id, ctx.scope.exact_key)
         return response
 
     async def route(self, ctx: Ctx) -> list[Any]:

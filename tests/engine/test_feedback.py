@@ -129,3 +129,31 @@ def test_quality_estimate_is_corrected_by_shadowed_exact_hits(tmp_path: Path) ->
     assert q["false_hit_rate_corrected"] == (12 / 140 - 0.05) / 0.95
     lo, hi = q["false_hit_interval_corrected"]
     assert lo < q["false_hit_rate_corrected"] < hi
+
+
+def test_answer_served_while_its_write_was_in_flight_is_withdrawn(tmp_path: Path, upstream: FakeUpstream,
+                                                                  minilm) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from engine import Engine
+
+    engine = Engine.from_config(base_config(tmp_path, upstream), encoder=minilm)
+    try:
+        gate = threading.Event()
+        real_insert = engine.parts.insert
+
+        def slow_insert(*a, **kw):  # type: ignore[no-untyped-def]
+            gate.wait(10)  # hold the cache write: the next identical request is served from the in-flight map
+            return real_insert(*a, **kw)
+
+        engine.parts.insert = slow_insert  # type: ignore[method-assign]
+        msgs = [{"role": "user", "content": "Name the largest planet of the solar system."}]
+        engine.complete_sync({"messages": msgs})
+        done = engine.complete_sync({"messages": msgs})
+        assert done.meta.cache == "exact"
+        gate.set()
+        result = engine.feedback_sync(done.meta.request_id, rating="bad")
+        assert result.withdrawn and result.entry_id
+        assert engine.complete_sync({"messages": msgs}).meta.cache == "miss"
+    finally:
+        engine.close()
