@@ -63,7 +63,7 @@ class Dashboard:
         self.engine = admin.engine
         self.sessions = admin.sessions
         self.memo = _data.Memo()
-        self.rollup = _data.Rollup()  # the ledger folded into minutes, for the Overview
+        self.rollup = _data.Rollup()  # the ledger folded into minutes, for the Overview and Spend
         self._files: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------------------------------ the app
@@ -152,7 +152,10 @@ class Dashboard:
 
     async def spend(self, request: Request) -> Response:
         window = _data.window_of(self._params(request, ("window",)).get("window"))[0]
-        return _ok(await self.memo.get(("spend", window), _data.TTL_S, lambda: _data.spend(self.engine, window)))
+        out = await self.memo.get(("spend", window), _data.TTL_S,
+                                  lambda: _data.spend(self.engine, window, rollup=self.rollup))
+        top = await self.memo.get(("top", window), _data.TTL_S, lambda: _data.top_prompts(self.engine, window))
+        return _ok({**out, "top_prompts": top["top_prompts"]})
 
     async def providers(self, request: Request) -> Response:
         window = _data.window_of(self._params(request, ("window",)).get("window"))[0]

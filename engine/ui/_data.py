@@ -152,32 +152,32 @@ def overview(engine: Engine, window: str, reference: str | None, now: float | No
     }
 
 
-def spend(engine: Engine, window: str, now: float | None = None) -> dict[str, Any]:
-    """Spend per bucket by model, provider, tenant and virtual key; top prompts with content logging."""
+def spend(engine: Engine, window: str, now: float | None = None, rollup: Rollup | None = None) -> dict[str, Any]:
+    """Spend per bucket by model, provider, tenant and virtual key, from ``rollup`` (see overview)."""
     now = time.time() if now is None else now
     name, span, step = window_of(window)
     start = _start(now, span, step)
-    n = span // step
-    out: dict[str, Any] = {"window": name, "step_s": step, "start": start, "by": {}}
-    for dim, column in SPEND_DIMS.items():
-        series: dict[str, list[float]] = {}
-        totals: dict[str, list[float]] = {}
-        for r in engine.ledger.query(
-                f"SELECT CAST((ts - {start}) / {step} AS INTEGER) AS b, COALESCE({column}, '') AS k, COUNT(*) AS c, "
-                f"COALESCE(SUM(cost_usd), 0) AS s FROM requests WHERE ts >= ? GROUP BY b, k", (start,)):
-            if 0 <= r["b"] < n:
-                series.setdefault(r["k"], [0.0] * n)[r["b"]] = r["s"]
-                acc = totals.setdefault(r["k"], [0.0, 0.0])
-                acc[0] += r["c"]
-                acc[1] += r["s"]
-        out["by"][dim] = [{"key": k, "requests": int(t[0]), "spend_usd": t[1], "series": series[k]}
-                          for k, t in sorted(totals.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))]
+    rollup = rollup or Rollup()
+    rollup.refresh(engine.ledger, now)
+    by = rollup.spend_view(start, step, span // step)
+    out: dict[str, Any] = {"window": name, "step_s": step, "start": start, "now": now, "by": {}}
+    for dim in SPEND_DIMS:
+        out["by"][dim] = [{"key": k, "requests": int(v[0]), "spend_usd": v[1], "series": v[2]}
+                          for k, v in sorted(by[dim].items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))]
     out["content_logging"] = bool(engine.ledger.log_content)
-    out["top_prompts"] = engine.ledger.query(
+    return out
+
+
+def top_prompts(engine: Engine, window: str, now: float | None = None) -> dict[str, Any]:
+    """The window's prompts by cost, with content logging on (else none are kept)."""
+    now = time.time() if now is None else now
+    _, span, step = window_of(window)
+    if not engine.ledger.log_content:
+        return {"top_prompts": []}
+    return {"top_prompts": engine.ledger.query(
         "SELECT prompt, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0) AS spend_usd FROM requests "
         "WHERE ts >= ? AND prompt IS NOT NULL GROUP BY prompt ORDER BY spend_usd DESC LIMIT 10",
-        (start,)) if engine.ledger.log_content else []
-    return out
+        (_start(now, span, step),))}
 
 
 def _since_start(engine: Engine) -> tuple[dict[str, float], dict[str, float]]:

@@ -24,16 +24,19 @@ BATCH = 50_000
 # Histogram bin edges in ms: 0, then 0.005 ms to 100 s with ratio 1.07.
 EDGES: list[float] = [0.0] + [0.005 * 1.07 ** i for i in range(int(math.log(2e7) / math.log(1.07)) + 2)]
 _SUMS = ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors")
-_COLUMNS = "rowid AS r, ts, cost_usd, saved_usd, cache, status, overhead_ms, model, prompt_tokens, completion_tokens"
+_COLUMNS = ("rowid AS r, ts, cost_usd, saved_usd, cache, status, overhead_ms, model, prompt_tokens, completion_tokens, "
+            "provider, tenant, virtual_key")
+DIMS = {"model": "model", "provider": "provider", "tenant": "tenant", "key": "virtual_key"}  # Spend panel
 
 
 class Minute:
-    __slots__ = ("hist", "routed", "sums")
+    __slots__ = ("hist", "routed", "spend", "sums")
 
     def __init__(self) -> None:
         self.sums = [0.0] * len(_SUMS)
         self.hist: dict[int, int] = {}  # overhead bin -> count
         self.routed: dict[str, list[float]] = {}  # model -> [prompt tokens, completion tokens, cost] of answers
+        self.spend: dict[tuple[str, str], list[float]] = {}  # (dimension, value) -> [requests, cost]
 
 
 class Rollup:
@@ -84,6 +87,13 @@ class Rollup:
             s[6] += 1
         b = bisect.bisect_right(EDGES, row["overhead_ms"] or 0.0)
         minute.hist[b] = minute.hist.get(b, 0) + 1
+        cost = row["cost_usd"] or 0.0
+        for dim, column in DIMS.items():
+            acc = minute.spend.get((dim, row[column] or ""))
+            if acc is None:
+                acc = minute.spend[(dim, row[column] or "")] = [0.0, 0.0]
+            acc[0] += 1
+            acc[1] += cost
         if cache in ("miss", "bypass") and status < 400 and row["model"]:
             acc = minute.routed.get(row["model"])
             if acc is None:
@@ -119,6 +129,25 @@ class Rollup:
                 whole[k] = whole.get(k, 0) + c
         return {"sums": [dict(zip(_SUMS, s, strict=True)) for s in sums], "hists": hists, "routed": routed,
                 "whole": whole}
+
+    def spend_view(self, start: float, step: int, n: int) -> dict[str, dict[str, list[Any]]]:
+        """Per dimension and value: [requests, cost, cost per bucket] over ``n`` buckets from ``start``."""
+        out: dict[str, dict[str, list[Any]]] = {d: {} for d in DIMS}
+        with self._lock:
+            first = int(start // 60)
+            for m in range(first, first + n * step // 60):
+                minute = self._minutes.get(m)
+                if minute is None:
+                    continue
+                b = (m * 60 - int(start)) // step
+                for (dim, key), (count, cost) in minute.spend.items():
+                    acc = out[dim].get(key)
+                    if acc is None:
+                        acc = out[dim][key] = [0.0, 0.0, [0.0] * n]
+                    acc[0] += count
+                    acc[1] += cost
+                    acc[2][b] += cost
+        return out
 
     def spend_since(self, since: float) -> float:
         with self._lock:

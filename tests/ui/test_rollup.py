@@ -67,6 +67,15 @@ def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: s
             month = engine.ledger.query("SELECT SUM(cost_usd) AS s FROM requests WHERE month = ?",
                                         (time.strftime("%Y-%m", time.gmtime(now)),))[0]["s"]
             assert got["spend"]["month_usd"] == pytest.approx(month, rel=1e-9)
+            by = _data.spend(engine, window, now=now, rollup=rollup)["by"]
+            for dim, column in (("model", "model"), ("tenant", "tenant"), ("key", "virtual_key")):
+                want = {r["k"]: (r["n"], r["s"]) for r in engine.ledger.query(
+                    f"SELECT COALESCE({column}, '') AS k, COUNT(*) AS n, SUM(cost_usd) AS s FROM requests "
+                    f"WHERE ts >= ? GROUP BY k", (got["start"],))}
+                assert {r["key"]: r["requests"] for r in by[dim]} == {k: v[0] for k, v in want.items()}
+                for r in by[dim]:
+                    assert r["spend_usd"] == pytest.approx(want[r["key"]][1], rel=1e-9)
+                    assert sum(r["series"]) == pytest.approx(r["spend_usd"], rel=1e-9)
             # More rows, some with timestamps inside already-counted minutes (written late by another worker).
             _rows(engine.ledger, 200, now, rng, 1800)
     finally:
