@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine.errors import RequestError
+from engine.ui._rollup import DIMS as SPEND_DIMS
 from engine.ui._rollup import Rollup, month_start, percentile
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ NAMESPACE_SCAN_MAX = 200_000
 # window -> (span, bucket) in seconds: 60, 48, 84 and 30 points
 WINDOWS: dict[str, tuple[int, int]] = {"1h": (3600, 60), "24h": (86400, 1800), "7d": (7 * 86400, 7200),
                                        "30d": (30 * 86400, 86400)}
-SPEND_DIMS = {"model": "model", "provider": "provider", "tenant": "tenant", "key": "virtual_key"}
 
 
 class Memo:

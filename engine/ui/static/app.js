@@ -208,7 +208,8 @@ async function cache() {
     { label: "Entries", num: true, cell: (r) => val(`entries:${r.space}`, r.entries, int(r.entries)) },
     { label: "On disk", num: true, cell: (r) => bytes(r.bytes) },
     { label: "", cell: (r) => h("button", { type: "button", class: "danger", onclick: () => purge(r) }, `Purge ${r.space}`) },
-  ], ns.spaces, { empty: "The cache is empty." }));
+  ], ns.spaces, { empty: "The cache is empty." }), ns.complete ? "" : h("p", { class: "hint" },
+    "Counted over the first 200,000 entries of the cache."));
   // Per (tenant, namespace) quality from /admin/stats: the shadow + feedback estimate of the false-hit
   // rate with its 95 % Wilson interval, where labels exist.
   const quality = (st.quality || []).filter((q) => q.labelled);
