@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from engine_support import base_config
 from live_server import LiveServer
@@ -247,3 +248,24 @@ def test_a_budget_added_at_run_time_counts_the_spend_before_it(
             assert _ask(h, "And another", model="gpt-4o").status_code == 429
     finally:
         _stop(live)
+
+
+def test_allowed_and_denied_models_apply_live(tmp_path: Path, upstream: FakeUpstream) -> None:
+    from router.types import ChatRequest, ThriftyOptions
+
+    engine = Engine.from_config(_config(tmp_path, upstream))
+    try:
+        req = msgspec.convert({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}, ChatRequest)
+
+        def models(tenant: str) -> set[str]:
+            decision = engine.rank(req, None, tenant=tenant, options=ThriftyOptions(), policy=None)
+            return {c.model.id for c in decision.candidates}
+
+        assert len(models("acme")) > 1
+        engine.overlay.apply({"tenants": {"acme": {"allow_models": ["gpt-4o-mini", "gpt-4o"]}}}, "admin-key")
+        assert models("acme") == {"gpt-4o-mini", "gpt-4o"}
+        engine.overlay.apply({"tenants": {"acme": {"deny_models": ["gpt-4o"]}}}, "admin-key")
+        assert models("acme") == {"gpt-4o-mini"}
+        assert len(models("default")) > 1  # another tenant is not touched
+    finally:
+        engine.close()
