@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.ledger import Ledger
 
 RETAIN_S = 31 * 86400  # the longest window (30 d) and today's month
+FINE_S = 3660  # kept minute by minute: the 1-hour window (and a minute of slack)
 BATCH = 50_000
 # Histogram bin edges in ms: 0, then 0.005 ms to 100 s with ratio 1.07.
 EDGES: list[float] = [0.0] + [0.005 * 1.07 ** i for i in range(int(math.log(2e7) / math.log(1.07)) + 2)]
@@ -38,20 +39,40 @@ class Minute:
         self.routed: dict[str, list[float]] = {}  # model -> [prompt tokens, completion tokens, cost] of answers
         self.spend: dict[tuple[str, str], list[float]] = {}  # (dimension, value) -> [requests, cost]
 
+    def merge(self, other: Minute) -> None:
+        for i, v in enumerate(other.sums):
+            self.sums[i] += v
+        for k, c in other.hist.items():
+            self.hist[k] = self.hist.get(k, 0) + c
+        for model, acc in other.routed.items():
+            dest = self.routed.setdefault(model, [0.0, 0.0, 0.0])
+            for i in range(3):
+                dest[i] += acc[i]
+        for key, acc in other.spend.items():
+            dest = self.spend.setdefault(key, [0.0, 0.0])
+            dest[0] += acc[0]
+            dest[1] += acc[1]
+
 
 class Rollup:
-    """The ledger folded into minutes; :meth:`refresh` reads the rows added since the last call."""
+    """The ledger folded into minutes; :meth:`refresh` reads the rows added since the last call.
+
+    Only the last :data:`FINE_S` are kept minute by minute (the 1-hour window's buckets); older minutes are
+    merged into half hours, which every longer window's buckets (30 min, 2 h, 1 day) are made of: memory
+    grows with the half hours of 31 days, not the minutes."""
 
     def __init__(self) -> None:
         self._rowid = 0
-        self._minutes: dict[int, Minute] = {}
+        self._minutes: dict[int, Minute] = {}  # minute index -> its sums (recent)
+        self._halves: dict[int, Minute] = {}  # minute index of a half hour's start -> its sums (older)
+        self._fine_from = 0  # minutes before this one live in _halves
         self._lock = threading.Lock()
 
     def refresh(self, ledger: Ledger, now: float) -> None:
         with self._lock:
             top = ledger.query("SELECT COALESCE(MAX(rowid), 0) AS m FROM requests")[0]["m"]
             if top < self._rowid:  # another ledger file, or rows removed: start again
-                self._rowid, self._minutes = 0, {}
+                self._rowid, self._minutes, self._halves, self._fine_from = 0, {}, {}, 0
             oldest = now - RETAIN_S
             while True:
                 rows = ledger.query(f"SELECT {_COLUMNS} FROM requests WHERE rowid > ? AND ts >= ? "
@@ -65,13 +86,37 @@ class Rollup:
             # Rows at or below ``top`` that were older than the retention are skipped for good.
             self._rowid = max(self._rowid, top)
             first = int(oldest // 60)
-            for m in [m for m in self._minutes if m < first]:
-                del self._minutes[m]
+            self._fine_from = max(self._fine_from, int((now - FINE_S) // 60))
+            for m in [m for m in self._minutes if m < self._fine_from]:
+                self._half(m).merge(self._minutes.pop(m))
+            for h in [h for h in self._halves if h < first]:
+                del self._halves[h]
+
+    def _half(self, m: int) -> Minute:
+        h = m - m % 30
+        half = self._halves.get(h)
+        if half is None:
+            half = self._halves[h] = Minute()
+        return half
+
+    def _sources(self, first: int, last: int) -> Any:
+        """(minute index, sums) of every minute and half hour that starts in [first, last)."""
+        for m in range(first, last):
+            minute = self._minutes.get(m)
+            if minute is not None:
+                yield m, minute
+            if m % 30 == 0:
+                half = self._halves.get(m)
+                if half is not None:
+                    yield m, half
 
     def _fold(self, row: dict[str, Any]) -> None:
         m = int(row["ts"] // 60)
-        minute = self._minutes.get(m)
-        if minute is None:
+        if m < self._fine_from:  # a row written late, in an hour already merged
+            minute = self._half(m)
+        elif m in self._minutes:
+            minute = self._minutes[m]
+        else:
             minute = self._minutes[m] = Minute()
         s, cache, status = minute.sums, row["cache"], row["status"]
         s[0] += 1
@@ -110,10 +155,7 @@ class Rollup:
             hists: list[dict[int, int]] = [{} for _ in range(n)]
             routed: list[dict[str, list[float]]] = [{} for _ in range(n)]
             first = int(start // 60)
-            for m in range(first, first + n * step // 60):
-                minute = self._minutes.get(m)
-                if minute is None:
-                    continue
+            for m, minute in self._sources(first, first + n * step // 60):
                 b = (m * 60 - int(start)) // step
                 for i, v in enumerate(minute.sums):
                     sums[b][i] += v
@@ -135,10 +177,7 @@ class Rollup:
         out: dict[str, dict[str, list[Any]]] = {d: {} for d in DIMS}
         with self._lock:
             first = int(start // 60)
-            for m in range(first, first + n * step // 60):
-                minute = self._minutes.get(m)
-                if minute is None:
-                    continue
+            for m, minute in self._sources(first, first + n * step // 60):
                 b = (m * 60 - int(start)) // step
                 for (dim, key), (count, cost) in minute.spend.items():
                     acc = out[dim].get(key)
@@ -151,8 +190,8 @@ class Rollup:
 
     def spend_since(self, since: float) -> float:
         with self._lock:
-            first = int(since // 60)
-            return sum(m.sums[1] for k, m in self._minutes.items() if k >= first)
+            first = int(since // 60)  # a day's or a month's start: a half hour's start too
+            return sum(m.sums[1] for part in (self._minutes, self._halves) for k, m in part.items() if k >= first)
 
 
 def percentile(hist: dict[int, int], p: float) -> float | None:

@@ -1,6 +1,6 @@
 """The Overview's incremental rollup (engine/ui/_rollup.py) against plain SQL over the same ledger: the same
-sums per bucket, percentiles within one histogram bin, rows added later (also with older timestamps) folded
-in by the next refresh, and nothing counted twice."""
+sums per bucket, percentiles within one histogram bin, rows added later (also with older timestamps, into
+hours already merged into half hours) folded in by the next refresh, and nothing counted twice."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _exact(engine: Engine, start: float, step: int, n: int) -> dict[str, list[fl
     return out
 
 
-@pytest.mark.parametrize("window", ["1h", "24h", "7d"])
+@pytest.mark.parametrize("window", ["1h", "24h", "7d", "30d"])
 def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: str) -> None:
     engine = Engine.from_config({"data_dir": str(tmp_path / "data"), "cache": {"encoder": "hashing"}})
     rng = random.Random(5)
@@ -78,6 +78,7 @@ def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: s
                     assert sum(r["series"]) == pytest.approx(r["spend_usd"], rel=1e-9)
             # More rows, some with timestamps inside already-counted minutes (written late by another worker).
             _rows(engine.ledger, 200, now, rng, 1800)
+            _rows(engine.ledger, 100, now - 7200, rng, 86400)  # late, into half hours already merged
     finally:
         engine.ledger.close()
         engine.audit.close()
