@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import math
+import sqlite3
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,8 @@ RETAIN_S = 31 * 86400  # the longest window (30 d) and today's month
 FINE_S = 3660  # kept minute by minute: the 1-hour window (and a minute of slack)
 BATCH = 50_000
 # Histogram bin edges in ms: 0, then 0.005 ms to 100 s with ratio 1.07.
-EDGES: list[float] = [0.0] + [0.005 * 1.07 ** i for i in range(int(math.log(2e7) / math.log(1.07)) + 2)]
+RATIO = 1.07
+EDGES: list[float] = [0.0] + [0.005 * RATIO ** i for i in range(int(math.log(2e7) / math.log(RATIO)) + 2)]
 _SUMS = ("requests", "spend_usd", "saved_usd", "exact", "hit", "miss", "errors")
 _COLUMNS = ("rowid AS r, ts, cost_usd, saved_usd, cache, status, overhead_ms, model, prompt_tokens, completion_tokens, "
             "provider, tenant, virtual_key")
@@ -66,6 +68,7 @@ class Rollup:
         self._minutes: dict[int, Minute] = {}  # minute index -> its sums (recent)
         self._halves: dict[int, Minute] = {}  # minute index of a half hour's start -> its sums (older)
         self._fine_from = 0  # minutes before this one live in _halves
+        self._sql_bins = True  # SQLite sums the new rows (its ln() bins the histogram); else Python, row by row
         self._lock = threading.Lock()
 
     def refresh(self, ledger: Ledger, now: float) -> None:
@@ -74,15 +77,14 @@ class Rollup:
             if top < self._rowid:  # another ledger file, or rows removed: start again
                 self._rowid, self._minutes, self._halves, self._fine_from = 0, {}, {}, 0
             oldest = now - RETAIN_S
-            while True:
-                rows = ledger.query(f"SELECT {_COLUMNS} FROM requests WHERE rowid > ? AND ts >= ? "
-                                    f"ORDER BY rowid LIMIT {BATCH}", (self._rowid, oldest))
-                for row in rows:
-                    self._fold(row)
-                if rows:
-                    self._rowid = max(self._rowid, rows[-1]["r"])
-                if len(rows) < BATCH:
-                    break
+            if top > self._rowid:
+                if self._sql_bins:
+                    try:
+                        self._fold_grouped(ledger, top, oldest)
+                    except sqlite3.OperationalError:  # an SQLite without its math functions (ln)
+                        self._sql_bins = False
+                if not self._sql_bins:
+                    self._fold_rows(ledger, top, oldest)
             # Rows at or below ``top`` that were older than the retention are skipped for good.
             self._rowid = max(self._rowid, top)
             first = int(oldest // 60)
@@ -91,6 +93,64 @@ class Rollup:
                 self._half(m).merge(self._minutes.pop(m))
             for h in [h for h in self._halves if h < first]:
                 del self._halves[h]
+
+    def _fold_rows(self, ledger: Ledger, top: int, oldest: float) -> None:
+        """The new rows one by one (in batches of rows)."""
+        after = self._rowid
+        while True:
+            rows = ledger.query(f"SELECT {_COLUMNS} FROM requests WHERE rowid > ? AND rowid <= ? AND ts >= ? "
+                                f"ORDER BY rowid LIMIT {BATCH}", (after, top, oldest))
+            for row in rows:
+                self._fold(row)
+            if len(rows) < BATCH:
+                return
+            after = rows[-1]["r"]
+
+    def _fold_grouped(self, ledger: Ledger, top: int, oldest: float) -> None:
+        """The new rows summed by SQLite per minute (and bin, model, dimension value): Python sees groups,
+        not rows. All four reads cover the same rowid range, so they stay consistent with each other."""
+        where = "FROM requests WHERE rowid > ? AND rowid <= ? AND ts >= ?"
+        args = (self._rowid, top, oldest)
+        m = "CAST(ts / 60 AS INTEGER)"
+        sums = ledger.query(
+            f"SELECT {m} AS m, COUNT(*) AS n, TOTAL(cost_usd) AS c, TOTAL(saved_usd) AS s, SUM(cache = 'exact') AS e, "
+            f"SUM(cache = 'hit') AS h, SUM(cache = 'miss') AS x, SUM(status >= 400) AS r {where} GROUP BY m", args)
+        o = "COALESCE(overhead_ms, 0)"
+        hist = ledger.query(
+            f"SELECT {m} AS m, CASE WHEN {o} < {EDGES[1]} THEN 1 ELSE CAST(floor(ln({o} / {EDGES[1]}) / ln({RATIO})) "
+            f"AS INTEGER) + 2 END AS b, COUNT(*) AS n {where} GROUP BY m, b", args)
+        routed = ledger.query(
+            f"SELECT {m} AS m, model, TOTAL(prompt_tokens) AS pt, TOTAL(completion_tokens) AS ct, TOTAL(cost_usd) AS c "
+            f"{where} AND cache IN ('miss', 'bypass') AND status < 400 AND model IS NOT NULL AND model != '' "
+            f"GROUP BY m, model", args)
+        spend = ledger.query(" UNION ALL ".join(
+            f"SELECT '{dim}' AS d, {m} AS m, COALESCE({column}, '') AS k, COUNT(*) AS n, TOTAL(cost_usd) AS c "
+            f"{where} GROUP BY m, k" for dim, column in DIMS.items()), args * len(DIMS))
+        for r in sums:
+            t = self._at(r["m"]).sums
+            for i, v in enumerate((r["n"], r["c"], r["s"], r["e"], r["h"], r["x"], r["r"])):
+                t[i] += v or 0
+        for r in hist:
+            h, b = self._at(r["m"]).hist, min(r["b"], len(EDGES))
+            h[b] = h.get(b, 0) + r["n"]
+        for r in routed:
+            acc = self._at(r["m"]).routed.setdefault(r["model"], [0.0, 0.0, 0.0])
+            acc[0] += r["pt"]
+            acc[1] += r["ct"]
+            acc[2] += r["c"]
+        for r in spend:
+            acc = self._at(r["m"]).spend.setdefault((r["d"], r["k"]), [0.0, 0.0])
+            acc[0] += r["n"]
+            acc[1] += r["c"]
+
+    def _at(self, m: int) -> Minute:
+        """Where minute ``m``'s sums go: its own Minute, or its half hour once that hour is merged."""
+        if m < self._fine_from:
+            return self._half(m)
+        minute = self._minutes.get(m)
+        if minute is None:
+            minute = self._minutes[m] = Minute()
+        return minute
 
     def _half(self, m: int) -> Minute:
         h = m - m % 30
@@ -111,13 +171,7 @@ class Rollup:
                     yield m, half
 
     def _fold(self, row: dict[str, Any]) -> None:
-        m = int(row["ts"] // 60)
-        if m < self._fine_from:  # a row written late, in an hour already merged
-            minute = self._half(m)
-        elif m in self._minutes:
-            minute = self._minutes[m]
-        else:
-            minute = self._minutes[m] = Minute()
+        minute = self._at(int(row["ts"] // 60))
         s, cache, status = minute.sums, row["cache"], row["status"]
         s[0] += 1
         s[1] += row["cost_usd"] or 0.0

@@ -23,7 +23,7 @@ from engine.server import create_app
 pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
-WAIT_MS = 10_000
+WAIT_MS = 20_000  # a loaded 2-core machine: a poll may wait seconds for the CPU
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,11 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def ctx(chromium: Any) -> Any:
+def ctx(chromium: Any) -> Iterator[Any]:
     chromium.clear_cookies()
-    return chromium
+    yield chromium
+    for page in chromium.pages:  # a page left open would go on polling
+        page.close()
 
 
 @pytest.fixture

@@ -42,12 +42,16 @@ def _exact(engine: Engine, start: float, step: int, n: int) -> dict[str, list[fl
     return out
 
 
-@pytest.mark.parametrize("window", ["1h", "24h", "7d", "30d"])
-def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: str) -> None:
+@pytest.mark.parametrize(("window", "grouped"), [("1h", True), ("24h", True), ("7d", True), ("30d", True),
+                                                 ("24h", False)])
+def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: str, grouped: bool) -> None:
+    """``grouped``: SQLite sums the new rows (the usual path); else the row-by-row path of an SQLite
+    without math functions."""
     engine = Engine.from_config({"data_dir": str(tmp_path / "data"), "cache": {"encoder": "hashing"}})
     rng = random.Random(5)
     now = time.time()
     rollup = Rollup()
+    rollup._sql_bins = grouped
     try:
         _rows(engine.ledger, 3000, now, rng, 3 * 86400)
         _rows(engine.ledger, 50, now - 40 * 86400, rng, 3600)  # beyond the retention: never counted
@@ -76,6 +80,7 @@ def test_the_rollup_equals_sql_and_folds_new_rows_once(tmp_path: Path, window: s
                 for r in by[dim]:
                     assert r["spend_usd"] == pytest.approx(want[r["key"]][1], rel=1e-9)
                     assert sum(r["series"]) == pytest.approx(r["spend_usd"], rel=1e-9)
+            assert rollup._sql_bins == grouped  # the path under test was the one taken
             # More rows, some with timestamps inside already-counted minutes (written late by another worker).
             _rows(engine.ledger, 200, now, rng, 1800)
             _rows(engine.ledger, 100, now - 7200, rng, 86400)  # late, into half hours already merged

@@ -4,7 +4,7 @@ import { lines, meter, sparkline } from "./charts.js";
 import { ago, bytes, int, iso, ms, pct, seconds, usd } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { csrf: null, panel: "overview", timer: null, busy: false, open: new Set(), filter: {} };
+const state = { csrf: null, panel: "overview", timer: null, busy: false, again: false, open: new Set(), filter: {} };
 
 /** An element: h("td", {class: "num"}, "text", child). Text is always text (never parsed as HTML). */
 function h(tag, attrs = {}, ...children) {
@@ -105,16 +105,17 @@ async function show(name) {
 async function refresh(first = false) {
   clearTimeout(state.timer);
   if (!state.csrf) return;
-  if (!state.busy) {
-    state.busy = true;
-    try {
-      await panels[state.panel](first);
-      $(state.panel).dataset.loaded = String(Date.now());
-      if ($("status").dataset.kind === "error") say("");
-    } catch (e) {
-      if (e.status !== 401) say(`Could not load ${state.panel}: ${e.message}`, "error");
-    } finally { state.busy = false; }
-  }
+  if (state.busy) { state.again = true; return; }  // after the load in flight: another, for what changed
+  state.busy = true;
+  const panel = state.panel;
+  try {
+    await panels[panel](first);
+    $(panel).dataset.loaded = String(Date.now());
+    if ($("status").dataset.kind === "error") say("");
+  } catch (e) {
+    if (e.status !== 401) say(`Could not load ${panel}: ${e.message}`, "error");
+  } finally { state.busy = false; }
+  if (state.again) { state.again = false; return refresh(true); }
   const every = Number($("refresh").value);
   // Controls are forms: they are not redrawn under the user's fingers.
   if (every && state.csrf && state.panel !== "controls") state.timer = setTimeout(refresh, every);
