@@ -243,7 +243,6 @@ def parse_since(raw: str | None) -> float | None:
 
 def admin_routes(engine: Engine) -> list[Route]:
     from engine._experiment_admin import experiment_routes
-
     from engine.ui import dashboard_routes
 
     a = Admin(engine)
