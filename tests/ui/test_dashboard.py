@@ -77,8 +77,8 @@ def sign_in(page: Any, url: str, key: str = ADMIN_KEY) -> None:
 
 def open_panel(page: Any, url: str, panel: str) -> None:
     """Show ``panel`` and wait for a load that started after now (the page polls every second)."""
+    mark = time.time() * 1000  # before the navigation: Controls loads once (it does not poll), maybe at once
     page.goto(f"{url}/ui#{panel}")
-    mark = time.time() * 1000
     page.wait_for_function(f"() => Number(document.getElementById('{panel}').dataset.loaded || 0) > {mark}",
                            timeout=WAIT_MS)
 
