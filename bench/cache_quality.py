@@ -1,13 +1,16 @@
 """Quality of the semantic cache's hit decision: plain cosine against the hit policy.
 
-    python -m bench.cache_quality [--pairs FILE ...] [--negatives FILE ...] [--clusters FILE] [--out DIR]
+    python -m bench.cache_quality [--pairs FILE ...] [--negatives FILE ...] [--whole FILE ...]
+                                  [--clusters FILE] [--out DIR]
 
 Pair files are JSONL `{a, b, label}` (label 1: may share an answer, 0: must not). A pair file with
-both labels is evaluated on its own; positive-only files (paraphrases) are pooled with the
-`--negatives` files (near-misses). A QQP-style file is split deterministically by a hash of the pair
-and only its held-out half is reported ("<name>:heldout"), because the lexicon was tuned while
-looking at the other half. Clusters (JSON list of lists of questions) are replayed into an empty
-cache: a hit is correct only inside its own cluster.
+both labels is evaluated on its own; positive-only files (paraphrases) are pooled with each
+`--negatives` file (near-misses) in turn ("paraphrases+<negatives>"). A QQP-style file is split
+deterministically by a hash of the pair and only its held-out half is reported ("<name>:heldout"),
+because the lexicon and the verifier's training saw the other half. `--whole` files (e.g. the
+verifier's held-out generated templates) are evaluated whole. Clusters (JSON list of lists of
+questions) are replayed into an empty cache: a hit is correct only inside its own cluster.
+The policy judged is the default preset (cache.policy.DEFAULT_PRESET); every preset is reported too.
 
 Writes `quality.json` (every number) and `quality.png` (the curves) to the out dir.
 """
@@ -28,13 +31,13 @@ import msgspec
 import numpy as np
 
 from bench._embed_cache import EmbeddingCache, named_encoder
-from cache.policy import COSINE_THRESHOLD, PRESETS, HitPolicy, Verdict
+from cache.policy import COSINE_THRESHOLD, DEFAULT_PRESET, PRESETS, HitPolicy, Verdict
 
 DATA = Path(os.environ.get("THRIFTY_DATA", "../shared/data")) / "cache"
 DEFAULT_PAIRS = [DATA / "qqp_pairs.jsonl", DATA / "llm_paraphrases.jsonl"]
-DEFAULT_NEGATIVES = [Path("tests/data/near_misses.jsonl")]
+DEFAULT_NEGATIVES = [Path("tests/data/near_misses.jsonl"), Path("tests/data/near_misses_fresh.jsonl")]
 DEFAULT_CLUSTERS = DATA / "osschat_clusters.json"
-DEFAULT_OUT = Path("results/cache_quality")
+DEFAULT_OUT = Path("results/cache")
 THRESHOLDS = [round(t, 3) for t in np.arange(0.50, 0.991, 0.01)]
 REPLAY_SEED = 0
 
@@ -53,25 +56,35 @@ def heldout(a: str, b: str) -> bool:
     return hashlib.sha256(f"{a}\x00{b}".encode()).digest()[0] % 2 == 1
 
 
-def load_pairs(paths: list[Path], negatives: list[Path]) -> list[PairSet]:
+def load_pairs(paths: list[Path], negatives: list[Path], whole: list[Path] | None = None) -> list[PairSet]:
     sets: list[PairSet] = []
-    pooled = PairSet("paraphrases+near_misses")
+    positives: list[dict] = []
     for path in paths:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         labels = {int(r["label"]) for r in rows}
         if labels == {1}:
-            _extend(pooled, rows)
+            positives += rows
             continue
-        whole = PairSet(path.stem)
-        _extend(whole, rows)
+        full = PairSet(path.stem)
+        _extend(full, rows)
         split = PairSet(f"{path.stem}:heldout")
         _extend(split, [r for r in rows if heldout(r["a"], r["b"])])
-        sets += [split, whole]
+        sets += [split, full]
+    for path in whole or []:
+        ps = PairSet(path.stem)
+        _extend(ps, [json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        sets.append(ps)
+    pooled = []
     for path in negatives:
-        _extend(pooled, [json.loads(line) for line in path.read_text().splitlines() if line.strip()])
-    if pooled.a:
-        sets.insert(0, pooled)
-    return sets
+        ps = PairSet(f"paraphrases+{path.stem}")
+        _extend(ps, positives)
+        _extend(ps, [json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        pooled.append(ps)
+    if positives and not negatives:
+        ps = PairSet("paraphrases")
+        _extend(ps, positives)
+        pooled.append(ps)
+    return pooled + sets
 
 
 def _extend(ps: PairSet, rows: list[dict]) -> None:
@@ -197,6 +210,7 @@ def evaluate_pairs(
             "learned": sc.learned,
             "average_precision": average_precision(_ranking(sc, vs, cos), labels),
             "best_recall_at_fhr_2pct": _best_recall(curve, 0.02),
+            "best_recall_at_fhr_1pct": _best_recall(curve, 0.01),
             "cosine_at_same_threshold": _point(cos >= sc.policy.threshold, labels),
             **_point(accept_at(sc, vs, sc.policy.threshold), labels),
         }
@@ -226,6 +240,7 @@ def evaluate_pairs(
             "average_precision": average_precision(policy_scores, labels),
             "curve": policy_curve,
             "best_recall_at_fhr_2pct": _best_recall(policy_curve, 0.02),
+            "best_recall_at_fhr_1pct": _best_recall(policy_curve, 0.01),
             "at_default": _point(default, labels),
             "guard_rejections": dict(sorted(reasons.items())),
             "false_hits_by_kind_at_default": missed_by_kind,
@@ -338,7 +353,7 @@ def plot(results: dict, path: Path) -> None:
         for key, style in (("cosine_sweep", "--o"), ("policy_sweep", "-o")):
             pts = list(rep[key].values())
             ax.plot([p["hit_rate"] for p in pts], [p["hit_precision"] for p in pts], style, ms=3, label=key)
-        d = rep["policy_balanced"]["seed0"]
+        d = rep[f"policy_{DEFAULT_PRESET}"]["seed0"]
         ax.plot([d["hit_rate"]], [d["hit_precision"]], "ko", label="policy default")
         ax.set(title="OSSChat replay (seed 0)", xlabel="hit rate", ylabel="hit precision", ylim=(0.6, 1.005))
         ax.legend(fontsize=7)
@@ -351,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=Path, action="append", help="JSONL {a, b, label}; repeatable")
     ap.add_argument("--negatives", type=Path, action="append", help="JSONL near-misses (label 0); repeatable")
+    ap.add_argument("--whole", type=Path, action="append", help="JSONL {a, b, label} evaluated whole; repeatable")
     ap.add_argument("--clusters", type=Path, default=None, help="JSON list of lists of questions")
     ap.add_argument("--no-clusters", action="store_true", help="skip the replay")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -364,16 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     pairs = args.pairs or DEFAULT_PAIRS
     negatives = args.negatives if args.negatives is not None else DEFAULT_NEGATIVES
     clusters_path = None if args.no_clusters else (args.clusters or DEFAULT_CLUSTERS)
-    for p in [*pairs, *negatives, *([clusters_path] if clusters_path else [])]:
+    whole = args.whole or []
+    for p in [*pairs, *negatives, *whole, *([clusters_path] if clusters_path else [])]:
         if not p.exists():
             print(f"cache_quality: input file not found: {p}", file=sys.stderr)
             return 2
-    sets = load_pairs(pairs, negatives)
+    sets = load_pairs(pairs, negatives, whole)
     clusters = json.loads(clusters_path.read_text()) if clusters_path else None
     texts = [t for s in sets for t in (*s.a, *s.b)] + [q for c in clusters or [] for q in c]
     vecs = EmbeddingCache(args.cache_dir, named_encoder(args.encoder)).embed(texts)
-    presets = {name: Scored(HitPolicy(cfg)) for name, cfg in PRESETS.items()}
-    scored = presets["balanced"]
+    presets = _scored_presets()
+    scored = presets[DEFAULT_PRESET]
     results: dict = {"config": msgspec.to_builtins(scored.policy.config)}
     results["presets"] = {name: msgspec.to_builtins(cfg) for name, cfg in PRESETS.items()}
     results["pair_sets"] = {s.name: evaluate_pairs(s, vecs, scored, presets) for s in sets}
@@ -386,6 +403,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _scored_presets() -> dict[str, Scored]:
+    """One Scored per preset; presets that differ only in their threshold share one memo (a verdict at
+    threshold -1 does not depend on it), so the verifier scores each pair once for all of them."""
+    memos: dict[bytes, dict] = {}
+    out: dict[str, Scored] = {}
+    for name, cfg in PRESETS.items():
+        sc = Scored(HitPolicy(cfg))
+        key = msgspec.json.encode(msgspec.structs.replace(cfg, threshold=None))
+        sc._memo = memos.setdefault(key, sc._memo)
+        out[name] = sc
+    return out
+
+
 def summary(results: dict) -> str:
     lines = [f"default config: {results['config']}"]
     for name, r in results["pair_sets"].items():
@@ -393,14 +423,15 @@ def summary(results: dict) -> str:
         lines.append(
             f"{name}: {r['pairs']} pairs ({r['positives']} pos) | AP cosine {c['average_precision']:.3f} "
             f"policy {p['average_precision']:.3f} | best recall @ false-hit rate <= 2%: cosine "
-            f"{c['best_recall_at_fhr_2pct']['recall']:.3f} policy {p['best_recall_at_fhr_2pct']['recall']:.3f} "
+            f"{c['best_recall_at_fhr_2pct']['recall']:.3f} policy {p['best_recall_at_fhr_2pct']['recall']:.3f}, "
+            f"<= 1%: policy {p['best_recall_at_fhr_1pct']['recall']:.3f} "
             f"| verify {r['verify_us_per_pair']:.1f} us/pair (cold analyses)"
         )
         for preset, d in p["presets"].items():
             cd = d["cosine_at_same_threshold"]
             lines.append(
-                f"   {preset:8s} t={d['threshold']}: AP {d['average_precision']:.3f} best R@FHR<=2% "
-                f"{d['best_recall_at_fhr_2pct']['recall']:.3f} | P {d['precision']:.3f} R {d['recall']:.3f} "
+                f"   {preset:8s} t={d['threshold']:.3g}: AP {d['average_precision']:.3f} best R@FHR<=1% "
+                f"{d['best_recall_at_fhr_1pct']['recall']:.3f} | P {d['precision']:.3f} R {d['recall']:.3f} "
                 f"FHR {d['false_hit_rate']:.3f} | cosine alone P {cd['precision']:.3f} R {cd['recall']:.3f} "
                 f"FHR {cd['false_hit_rate']:.3f}"
             )

@@ -52,22 +52,49 @@ def test_cli_writes_numbers_and_plot(tmp_path: Path) -> None:
     assert cq.main([*argv, "--encoder", "hashing"]) == 0
     results = json.loads((out / "quality.json").read_text())
     assert (out / "quality.png").stat().st_size > 1000
-    assert set(results["pair_sets"]) == {"paraphrases+near_misses", "pairs", "pairs:heldout"}
-    pooled = results["pair_sets"]["paraphrases+near_misses"]
+    assert set(results["pair_sets"]) == {"paraphrases+near", "pairs", "pairs:heldout"}
+    pooled = results["pair_sets"]["paraphrases+near"]
     assert pooled["pairs"] == 2 and pooled["positives"] == 1
     for res in results["pair_sets"].values():
         for key in ("cosine", "policy"):
             curve = res[key]["curve"]
-            assert len(curve["precision"]) == len(cq.THRESHOLDS)
+            # the cosine sweeps cosine thresholds, the (learned) default probability thresholds
+            grid = cq.THRESHOLDS if key == "cosine" else cq.PROB_THRESHOLDS
+            assert len(curve["precision"]) == len(grid) == len(curve["threshold"])
             assert all(0.0 <= v <= 1.0 for v in curve["recall"] + curve["false_hit_rate"])
     # the guards refuse both near-misses of the pair file whatever their similarity
     assert results["pair_sets"]["pairs"]["policy"]["curve"]["false_hit_rate"][0] == 0.0
-    assert results["replay"]["policy_balanced"]["seed0"]["lookups"] == 4
+    assert results["replay"]["policy_verified"]["seed0"]["lookups"] == 4
+    assert results["replay"]["policy_cosine"]["seed0"]["lookups"] == 4
+    # the default judged is the learned one; every preset is reported
+    assert results["config"]["learned"] and set(results["presets"]) == set(cq.PRESETS)
     # a rerun reads the embeddings back instead of encoding again
     shards = list((tmp_path / "emb").rglob("*.npz"))
     assert len(shards) == 1
     assert cq.main([*argv, "--encoder", "hashing", "--no-clusters"]) == 0
     assert list((tmp_path / "emb").rglob("*.npz")) == shards
+
+
+def test_whole_files_and_each_negatives_file_are_sets_of_their_own(tmp_path: Path) -> None:
+    para = [{"a": "Who wrote Hamlet?", "b": "Which author wrote Hamlet?", "label": 1}]
+    near = [{"a": "Who wrote Hamlet?", "b": "Who wrote Macbeth?", "label": 0}]
+    mixed = para + near
+    sets = cq.load_pairs(
+        [_write_jsonl(tmp_path / "para.jsonl", para)],
+        [_write_jsonl(tmp_path / "old.jsonl", near), _write_jsonl(tmp_path / "fresh.jsonl", near + near)],
+        [_write_jsonl(tmp_path / "held.jsonl", mixed)],
+    )
+    sizes = {s.name: (len(s.a), sum(s.label)) for s in sets}
+    assert sizes == {"paraphrases+old": (2, 1), "paraphrases+fresh": (3, 1), "held": (2, 1)}
+
+
+def test_presets_differing_in_threshold_share_their_scores() -> None:
+    scored = cq._scored_presets()
+    assert scored["cosine"]._memo is scored["balanced"]._memo is scored["strict"]._memo
+    assert scored["precise"]._memo is scored["verified"]._memo  # the same but for the threshold
+    assert scored["verified"]._memo is not scored["cosine"]._memo
+    assert scored["reach"]._memo is not scored["verified"]._memo  # another first bar
+    assert scored["learned"]._memo is not scored["verified"]._memo  # another top_k
 
 
 def test_missing_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
@@ -100,7 +127,7 @@ def test_scored_decomposition_matches_verify() -> None:
         ("Same", "same", 0.1),
         ("How is Milvus used?", "How is Milvus utilised?", 0.55),
     ]
-    for name in ("balanced", "recall", "learned"):
+    for name in ("verified", "reach", "balanced", "recall", "learned"):
         sc = cq.Scored(HitPolicy(PRESETS[name]))
         vs = sc.verdicts([a for a, _, _ in pairs], [b for _, b, _ in pairs], np.array([c for *_, c in pairs]))
         for (a, b, c), v in zip(pairs, vs, strict=True):

@@ -123,6 +123,20 @@ def test_corrupt_model_fails_clearly(tmp_path: Path) -> None:
         policy.verify("How do I reverse a list?", "Reverse a list, how?", 0.9)
 
 
+def test_thresholds_are_the_calibrated_ones() -> None:
+    """cache.policy's probability thresholds are the ones calibrate wrote beside the model."""
+    import json
+
+    from cache import policy as pol
+
+    meta = json.loads((DEFAULT_DIR / "learned.json").read_text())
+    assert pytest.approx(meta["threshold"]) == pol.LEARNED_THRESHOLD
+    assert pytest.approx(meta["reach"]) == pol.REACH_THRESHOLD
+    assert PolicyConfig(learned=True).effective_threshold == pytest.approx(meta["threshold"])
+    assert PRESETS["reach"].effective_threshold == pytest.approx(meta["reach"])
+    assert PRESETS["reach"].first_bar == pytest.approx(meta["first_bar"])
+
+
 def test_learned_switch_changes_threshold_meaning() -> None:
     assert HitPolicy(PolicyConfig()).threshold == pytest.approx(0.96)
     learned = HitPolicy(PolicyConfig(learned=True))
