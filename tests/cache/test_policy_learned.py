@@ -93,7 +93,7 @@ def test_verify_many_is_one_forward_pass(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [v.accept for v in single] == [v.accept for v in verdicts]
     for a, b in zip(single, verdicts, strict=True):
         # int8 dynamic quantisation scales activations per batch, so padding moves scores slightly
-        assert a.score == pytest.approx(b.score, abs=0.02)
+        assert a.score == pytest.approx(b.score, abs=0.04)
     assert policy.verify_many(query, []) == []
 
 
