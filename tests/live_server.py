@@ -57,3 +57,6 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()
+        if self.engine is not None:  # the lifespan's aclose() leaves these to Engine.close(): close them too
+            self.engine.ledger.close()
+            self.engine.audit.close()

@@ -388,6 +388,7 @@ def test_judge_compares_a_sample_with_control_off_the_request_path(proxy, upstre
             break
         time.sleep(0.05)
     assert len(labels) == n_b
+    engine.ledger.flush()  # the requests' rows are written behind; the labels may land first
     arm_of = {r["request_id"]: r["arm"] for r in engine.ledger.query(
         "SELECT request_id, arm FROM requests WHERE experiment = 'judged'")}
     assert {arm_of[r["request_id"]] for r in labels} == {"b"}  # only the non-control arm is judged

