@@ -240,7 +240,8 @@ def load_data(args: argparse.Namespace) -> tuple[list[list[str]], list[dict[str,
 def compare_caches(py: Path, work: Path, args: argparse.Namespace, report: Report) -> dict[str, Any]:
     from cache.policy import default_policy
 
-    threshold = float(default_policy().threshold)
+    # The cosine bar of the default policy is its first bar (its threshold is the verifier's probability).
+    threshold = float(default_policy().first_bar)
     clusters, pairs = load_data(args)
     c_ops, owners = cluster_ops(clusters)
     p_ops = pair_ops(pairs)
@@ -272,7 +273,7 @@ def compare_caches(py: Path, work: Path, args: argparse.Namespace, report: Repor
     report.table("cache: the same replay, the same model (all-MiniLM-L6-v2)",
                  ["cache", "clusters P", "clusters R", "QQP P", "QQP R", "QQP false hits on negatives",
                   "hit p50 ms", "hit p99 ms", "no-encoder p50", "no-encoder p99", "hits timed"], rows,
-                 note=f"thrifty: its default hit policy (cosine bar {threshold:.2f} + guards), semantic hits only; "
+                 note=f"thrifty: its default hit policy (cosine bar {threshold:.2f} + guards + verifier), semantic hits only; "
                       f"GPTCache: sqlite + faiss, SBERT; ratios GPTCache ÷ thrifty: hit p50 {_fmt(ratios['hit_p50'])}, "
                       f"without the encoder {_fmt(ratios['hit_no_encoder_p50'])}")
     return results

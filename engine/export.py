@@ -29,7 +29,7 @@ import msgspec
 
 from engine.errors import RequestError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: namespace, entry_id, similarity, hit_score, experiment, arm
 FORMATS = ("parquet", "csv", "jsonl")
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "jsonl": "application/x-ndjson"}
 
@@ -66,9 +66,15 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("routing", "string", "VARCHAR"),  # JSON text: engine.ledger.Routing, on routed requests
     ("prompt", "string", "VARCHAR"),  # only when log_content is on
     ("answer", "string", "VARCHAR"),  # only when log_content is on
+    # version 2
+    ("namespace", "string", "VARCHAR"),  # the cache space ("tenant/ns"; "/ns" when shared)
+    ("entry_id", "int64", "BIGINT"),  # the cache entry served (or, in shadow mode, the would-be hit)
+    ("similarity", "float64", "DOUBLE"),  # that entry's cosine similarity to the request
+    ("hit_score", "float64", "DOUBLE"),  # the hit policy's score of it (the verifier's probability)
+    ("experiment", "string", "VARCHAR"),  # the experiment the request was assigned to
+    ("arm", "string", "VARCHAR"),  # and its arm
 )
 NAMES = tuple(name for name, _, _ in COLUMNS)
-_SELECT = ", ".join(n for n in NAMES if n != "schema_version")
 _BOOLS = frozenset(n for n, t, _ in COLUMNS if t == "bool")
 _BOOL_INDEXES = tuple(i - 1 for i, (_, t, _) in enumerate(COLUMNS) if t == "bool")
 _BATCH = 10_000  # rows per query, per Parquet row group
@@ -126,8 +132,10 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _has_routing(conn: sqlite3.Connection) -> bool:
-    return any(r[1] == "routing" for r in conn.execute("PRAGMA table_info(requests)"))
+def _select(conn: sqlite3.Connection) -> str:
+    """The SELECT list for this file: a column an older ledger lacks (``routing``, version 2's) reads as null."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+    return ", ".join(n if n in have else f"NULL AS {n}" for n in NAMES if n != "schema_version")
 
 
 def row_batches(ledger_path: Path, since: float | None, until: float | None,
@@ -136,7 +144,7 @@ def row_batches(ledger_path: Path, since: float | None, until: float | None,
     ``since <= ts < until``, in ``(ts, request_id)`` order."""
     conn = _connect_ro(ledger_path)
     try:
-        select = _SELECT if _has_routing(conn) else _SELECT.replace("routing", "NULL AS routing")
+        select = _select(conn)
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
         last: tuple[float, str] = (lo, "")

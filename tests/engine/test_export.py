@@ -39,7 +39,9 @@ def _ledger(path: Path, times: list[float]) -> Ledger:
         ledger.record(UsageRecord(
             request_id=f"r{i:04d}", ts=ts, tenant=f"t{i % 3}", cache="hit" if i % 4 == 0 else "miss", status=200,
             model="gpt-4o-mini", provider="openai", cost_usd=0.001 * (i + 1), prompt_tokens=i, stream=i % 2 == 1,
-            stages={"route": 0.1, "dispatch": 2.5},
+            stages={"route": 0.1, "dispatch": 2.5}, namespace=f"t{i % 3}/faq" if i % 4 == 0 else None,
+            entry_id=i if i % 4 == 0 else None, similarity=0.97 if i % 4 == 0 else None,
+            experiment="cheaper" if i % 2 else None, arm=("b" if i % 3 else "a") if i % 2 else None,
             routing=Routing(chosen="openai/gpt-4o-mini", policy="balanced", task="chat",
                             candidates=[("openai/gpt-4o-mini", 0.81, 0.0002)], dropped=[("o1", "too dear")])))
     ledger.flush()
@@ -87,6 +89,18 @@ def test_each_format_reads_back_with_the_ledgers_rows_and_cost(tmp_path: Path) -
     recs = [msgspec.json.decode(line) for line in lines]
     assert len(recs) == n and sum(r["cost_usd"] for r in recs) == pytest.approx(cost)
     assert recs[0]["schema_version"] == SCHEMA_VERSION and recs[0]["tenant"] in ("t0", "t1", "t2")
+    # version 2's columns: the cache entry served and the experiment arm travel with each row
+    by_id = {r["request_id"]: r for r in recs}
+    want = {r["request_id"]: r for r in ledger.query(
+        "SELECT request_id, namespace, entry_id, similarity, experiment, arm FROM requests WHERE ts >= ? AND ts < ?",
+        (since, until))}
+    assert {k: {c: by_id[k][c] for c in ("namespace", "entry_id", "similarity", "experiment", "arm")}
+            for k in by_id} == {k: {c: v[c] for c in ("namespace", "entry_id", "similarity", "experiment", "arm")}
+                                for k, v in want.items()}
+    assert {r["arm"] for r in recs} == {None, "a", "b"} and any(r["entry_id"] is not None for r in recs)
+    arms = duckdb.sql(f"SELECT arm, count(*) FROM read_parquet('{pq_file}') WHERE experiment = 'cheaper' "
+                      "GROUP BY arm ORDER BY arm").fetchall()
+    assert [a for a, _ in arms] == ["a", "b"] and sum(c for _, c in arms) == sum(r["experiment"] is not None for r in recs)
     assert [r["ts"] for r in recs] == sorted(r["ts"] for r in recs)
     ledger.close()
 
@@ -260,7 +274,7 @@ def test_the_server_runs_the_configured_export(serve, upstream: FakeUpstream, tm
 
 
 def test_a_ledger_file_from_before_the_routing_column(tmp_path: Path) -> None:
-    """An older file has no ``routing`` column: an export reads it as-is (routing null), and opening it as
+    """An older file has no ``routing`` column (nor version 2's): an export reads it as-is (those null), and opening it as
     a Ledger adds the column with every row kept."""
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
@@ -278,7 +292,7 @@ def test_a_ledger_file_from_before_the_routing_column(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     recs = [msgspec.json.decode(line) for line in _write(path, "jsonl").read_bytes().splitlines()]
-    assert [(r["request_id"], r["cost_usd"], r["routing"]) for r in recs] == [("old1", 0.5, None)]
+    assert [(r["request_id"], r["cost_usd"], r["routing"], r["arm"]) for r in recs] == [("old1", 0.5, None, None)]
     ledger = Ledger(path)
     ledger.record(UsageRecord(request_id="new1", ts=T0 + 1, tenant="acme", cache="miss", status=200,
                               routing=Routing(chosen="a/b", policy="cost", task="chat")))
