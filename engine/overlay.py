@@ -209,10 +209,18 @@ class Overlay:
 
     async def watch(self, interval_s: float = WATCH_S) -> None:
         """Run by a serving engine: picks up the other workers' changes within ``interval_s`` (a stat per
-        interval; the reload itself runs off the event loop). A file that no longer merges is logged and
+        interval; the reload itself runs off the event loop) and, with ``state``, the other replicas' (one
+        Redis MGET per interval, ``engine.state.controls``). A file that no longer merges is logged and
         the running config kept."""
         while True:
             await asyncio.sleep(interval_s)
+            if self._shared() is not None:
+                try:
+                    if await asyncio.to_thread(self.adopt_shared):
+                        log.warning("config overlay changed on another replica: applied, and written to %s",
+                                    self.path)
+                except (ConfigError, RequestError) as exc:
+                    log.error("the replicas' shared overlay was not applied: %s", exc)
             if self._signature() == self._seen:
                 continue
             try:
@@ -260,14 +268,62 @@ class Overlay:
             self._seen = self._signature()
             for path, old, new in changed:
                 self.engine.audit.record(actor, "config.set", path, old, new)
+            shared = self._shared()
+            if shared is not None and not shared.publish(patch, actor):
+                log.warning("controls: Redis is down; the change applies here and reaches the other replicas "
+                            "when it answers")
         return {"changed": [c[0] for c in changed], "settings": after}
 
+    def _shared(self) -> Any:
+        """The replicas' shared overlay (``engine.state.controls``), or None without ``state``."""
+        state = getattr(self.engine, "state", None)
+        shared = None if state is None else state.controls
+        if shared is not None and shared.local is None:
+            shared.local = lambda: read(self.path)  # a Redis that comes back empty is re-seeded from it
+        return shared
+
+    def adopt_shared(self) -> bool:
+        """Apply the replicas' shared overlay if it changed since this engine last applied it: merged over
+        this data dir's overlay file (and this replica's own changes still waiting for Redis over that),
+        written there, applied live and audited here as made by its actor on its replica. True when the
+        running config changed."""
+        from engine.config import resolve
+
+        shared = self._shared()
+        got = shared.fetch() if shared is not None else None
+        if got is None:
+            return False
+        document, doc, actor, origin = got
+        with self._lock:
+            try:  # a document this replica cannot apply is logged once, not retried every second
+                check_shape(doc, "the shared overlay")
+                overlay = merge_patch(read(self.path), doc)
+                for patch in shared.pending:
+                    merge_patch(overlay, patch)
+                settings = self.engine.settings
+                raw = merge(settings.raw, overlay, "the shared overlay")
+                changed = raw != settings.raw
+                if changed:
+                    self.engine.reconfigure(resolve(raw, settings.source))
+                if overlay != read(self.path):
+                    # The first worker of this data dir to see it writes the file and audits the change
+                    # (the others of the data dir apply it and find the file written).
+                    self._write(overlay)
+                    before, after = current(settings.raw), current(raw)
+                    by = actor if origin == shared.replica else f"{actor} (replica {origin})"
+                    for path, s, n, f, _ in _leaves(overlay):
+                        old, new = _get(before, s, n, f), _get(after, s, n, f)
+                        if old != new:
+                            self.engine.audit.record(by, "config.set", path, old, new)
+                self._seen = self._signature()
+            finally:
+                shared.applied(document)
+        return changed
+
     def _persist(self, patch: dict[str, Any]) -> None:
-        overlay = read(self.path)
-        for section, body in patch.items():
-            dest = overlay.setdefault(section, {})
-            for name, fields in _entries(section, body, "controls"):
-                _deep_update(dest.setdefault(name, {}) if name else dest, msgspec.to_builtins(fields))
+        self._write(merge_patch(read(self.path), patch))
+
+    def _write(self, overlay: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".yaml.tmp")
         text = "# thrifty config overlay: changes made at run time (admin API / dashboard), merged over the\n" \
@@ -276,6 +332,15 @@ class Overlay:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+def merge_patch(overlay: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``patch`` (a checked partial overlay) merged into ``overlay`` in place, key by key; returns it."""
+    for section, body in patch.items():
+        dest = overlay.setdefault(section, {})
+        for name, fields in _entries(section, body, "controls"):
+            _deep_update(dest.setdefault(name, {}) if name else dest, msgspec.to_builtins(fields))
+    return overlay
 
 
 def _literal(name: str) -> list[str]:

@@ -14,6 +14,7 @@ from engine.budgets import LocalBudgetStore
 from engine.state._redis import Connection
 from engine.state.budgets import RedisBudgetStore
 from engine.state.circuits import SharedCircuits
+from engine.state.controls import SharedControls
 from engine.state.ratelimit import RedisRateLimiter
 from engine.state.replication import CacheReplicator
 
@@ -48,6 +49,7 @@ class SharedState:
         self.replicator: CacheReplicator | None = None
         self.circuits: SharedCircuits | None = None
         self.budget_store: RedisBudgetStore | None = None
+        self.controls = SharedControls(self.conn, replica=self.replica) if self.config.shared_controls else None
         metrics.state_up.set(1)
 
     @property

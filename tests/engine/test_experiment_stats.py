@@ -21,6 +21,21 @@ def _peek_naive(a: np.ndarray, b: np.ndarray, checkpoints: int = 40, min_n: int 
     return False
 
 
+def _aa(runs: int, naive_seeds: int, alpha: float, n: int = 2000) -> tuple[int, int]:
+    """``runs`` A/A experiments (lognormal costs, ``n`` per arm, random arrival order): how many the mSPRT
+    decided, and how many of the first ``naive_seeds`` naive peeking at a fixed 95 % interval declared."""
+    decided = naive = 0
+    for seed in range(runs):
+        rng = np.random.default_rng(10_000 + seed)
+        a, b = rng.lognormal(0, 1, n), rng.lognormal(0, 1, n)
+        ta, tb = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+        decided += st.compare(a, b, alpha=alpha, order_a=ta, order_b=tb).decided
+        if seed < naive_seeds:
+            oa, ob = np.argsort(ta), np.argsort(tb)
+            naive += _peek_naive(a[oa], b[ob])
+    return decided, naive
+
+
 def test_mean_and_wilson_intervals_cover_the_truth() -> None:
     rng = np.random.default_rng(1)
     cover_mean = cover_rate = 0
@@ -54,16 +69,8 @@ def test_known_effect_found_with_intervals_containing_the_truth() -> None:
 def test_aa_over_many_seeds_declares_no_effect_at_the_error_rate() -> None:
     """400 A/A experiments, each looked at 40 times: the mSPRT's false 'decided' rate stays under alpha;
     naive peeking at a 95 % interval crosses far more often (the reason for the sequential test)."""
-    alpha, runs, n = 0.05, 400, 2000
-    decided = naive = 0
-    for seed in range(runs):
-        rng = np.random.default_rng(10_000 + seed)
-        a, b = rng.lognormal(0, 1, n), rng.lognormal(0, 1, n)
-        ta, tb = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
-        decided += st.compare(a, b, alpha=alpha, order_a=ta, order_b=tb).decided
-        if seed < 100:
-            oa, ob = np.argsort(ta), np.argsort(tb)
-            naive += _peek_naive(a[oa], b[ob])
+    alpha, runs = 0.05, 400
+    decided, naive = _aa(runs, 100, alpha)
     rate = decided / runs
     # alpha plus three binomial standard errors
     assert rate <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs), rate
@@ -94,16 +101,8 @@ def test_degenerate_inputs_do_not_raise() -> None:
 @pytest.mark.slow
 def test_aa_and_known_effect_figures() -> None:
     """The figures in results/experiments/: 1000 A/A seeds (mSPRT vs naive peeking) and 300 known-effect seeds."""
-    alpha, runs, n = 0.05, 1000, 2000
-    decided = naive = 0
-    for seed in range(runs):
-        rng = np.random.default_rng(10_000 + seed)
-        a, b = rng.lognormal(0, 1, n), rng.lognormal(0, 1, n)
-        ta, tb = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
-        decided += st.compare(a, b, alpha=alpha, order_a=ta, order_b=tb).decided
-        if seed < 300:
-            oa, ob = np.argsort(ta), np.argsort(tb)
-            naive += _peek_naive(a[oa], b[ob])
+    alpha, runs = 0.05, 1000
+    decided, naive = _aa(runs, 300, alpha)
     cov_rel = cov_lat = dec = 0
     for seed in range(300):
         rng = np.random.default_rng(seed)

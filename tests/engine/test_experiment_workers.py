@@ -3,11 +3,6 @@ serves it, and a promotion made through one worker reaches the other within a se
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -15,19 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from engine_support import base_config
+from served import Served
 
 from bench.fake_upstream import FakeUpstream
 from engine.ledger import Ledger
 
 ADMIN = "admin-secret-experiment-workers"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -37,31 +26,15 @@ def test_two_workers_agree_on_arms_and_see_a_promotion(upstream: FakeUpstream, t
            "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "gpt-4o"}]}
     cfg = base_config(tmp_path, upstream, experiments=[exp], cache={"encoder": "hashing", "mode": "off"},
                       server={"access_log": "off"})
-    path = tmp_path / "thrifty.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "THRIFTY_ADMIN_KEY": ADMIN}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "--config", str(path), "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    served = Served(cfg, tmp_path, workers=2, env={"THRIFTY_ADMIN_KEY": ADMIN})
+    url = served.url
 
     def ask(user: str) -> httpx.Response:
         # a new connection each time, several at once, so that both workers accept some
         return httpx.post(f"{url}/v1/chat/completions", headers={"connection": "close"}, timeout=30,
                           json={"model": "gpt-4o-mini", "user": user, "messages": [{"role": "user", "content": "hi"}]})
 
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+    with served:
         users = [f"user-{i % 40}" for i in range(160)]
         with ThreadPoolExecutor(8) as pool:
             before = list(pool.map(ask, users))
@@ -73,12 +46,6 @@ def test_two_workers_agree_on_arms_and_see_a_promotion(upstream: FakeUpstream, t
         with ThreadPoolExecutor(8) as pool:
             after = list(pool.map(ask, users[:40]))
         assert all(r.status_code == 200 and r.headers["x-thrifty-model"] == "gpt-4o" for r in after)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     ledger = Ledger(Path(cfg["data_dir"]) / "ledger.sqlite3")
     ids = {r.headers["x-thrifty-request-id"]: u for r, u in zip(before, users, strict=True)}
     rows = ledger.query("SELECT request_id, worker, arm FROM requests WHERE experiment = 'w'")

@@ -1,5 +1,6 @@
 """``thrifty serve`` as a real subprocess on a free loopback port (what the budget race and the SIGKILL loop
-drive): started from a config dict, waited for until /healthz answers, stopped with SIGINT or killed."""
+drive, and the tests of several workers on one data dir): started from a config dict, waited for until /healthz
+answers, stopped with SIGINT or killed. Its output goes to a log file, never to an unread pipe."""
 
 from __future__ import annotations
 
@@ -23,18 +24,30 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, cfg: dict[str, Any], tmp_path: Path, *, workers: int = 1, name: str = "thrifty") -> None:
+    def __init__(self, cfg: dict[str, Any], tmp_path: Path, *, workers: int = 1, name: str = "thrifty",
+                 env: dict[str, str] | None = None) -> None:
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "--config", str(path), "serve", "--port", str(self.port),
              "--workers", str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
+
+    def __enter__(self) -> Served:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,110 @@
+"""Run-time controls made through one replica's admin API reach every replica on the same Redis (real
+redis-server, 3 real proxies): applied live, written to each replica's overlay file, audited there with the
+replica they came from; two replicas changing different settings at once both keep theirs; a replica that
+starts later adopts them; a change made while Redis is down reaches the others when it answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from scale_support import ADMIN_KEY, AUTH, chat, replica_config, tenants
+
+from bench._redis_cluster import Cluster, RedisServer, Replica
+from bench.fake_upstream import FakeUpstream
+from engine import Engine
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _until(fn: Callable[[], bool], timeout: float = 5.0) -> float:
+    t0 = time.monotonic()
+    while not fn():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("not reached in time")
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _settings(h: httpx.Client, url: str) -> dict[str, Any]:
+    r = h.get(url + "/admin/controls", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()["settings"]
+
+
+def _patch(h: httpx.Client, url: str, body: dict[str, Any]) -> list[str]:
+    r = h.patch(url + "/admin/controls", headers=ADMIN, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["changed"]
+
+
+def _hard(settings: dict[str, Any]) -> Any:
+    return ((settings["tenants"]["acme"].get("budget") or {}).get("daily_usd") or {}).get("hard")
+
+
+def test_a_change_on_one_replica_reaches_all_of_them(redis_server: RedisServer, upstream: FakeUpstream,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
+    configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=tenants()) for i in range(4)]
+    with Cluster(configs[:3]) as cluster, httpx.Client(timeout=10) as h:
+        a, b, c = cluster.urls
+        assert h.post(c + "/v1/chat/completions", headers=AUTH, json=chat("hello there")).headers[
+            "x-thrifty-cache"] == "miss"
+        assert _patch(h, a, {"cache": {"mode": "off"}}) == ["cache.mode"]
+        took = max(_until(lambda u=u: _settings(h, u)["cache"]["mode"] == "off") for u in (b, c))  # type: ignore[misc]
+        # C obeys it: the same prompt is no longer answered from its cache
+        r = h.post(c + "/v1/chat/completions", headers=AUTH, json=chat("hello there"))
+        assert r.status_code == 200 and r.headers["x-thrifty-cache"] == "bypass"
+        # written to B's own overlay file (it survives B's restart) and audited on B as A's change
+        b_engine = cluster[1].engine
+        overlay = yaml.safe_load((Path(configs[1]["data_dir"]) / "overlay.yaml").read_text())
+        assert overlay == {"cache": {"mode": "off"}}
+        events = h.get(b + "/admin/audit", headers=ADMIN).json()["data"]
+        a_replica = cluster[0].engine.state.replica
+        assert [(e["action"], e["target"], e["old"], e["new"]) for e in events] == [
+            ("config.set", "cache.mode", "on", "off")]
+        assert events[0]["actor"] == f"admin-key (replica {a_replica})"
+        assert len(h.get(a + "/admin/audit", headers=ADMIN).json()["data"]) == 1  # A audited its own, once
+
+        # Two replicas change different settings at the same moment: both are kept, everywhere.
+        _patch(h, b, {"tenants": {"acme": {"budget": {"daily_usd": {"soft": 1, "hard": 2}}}}})
+        _patch(h, c, {"routing": {"policy": "cost"}})
+        for u in (a, b, c):
+            _until(lambda u=u: _hard(_settings(h, u)) == 2 and _settings(h, u)["routing"]["policy"] == "cost")  # type: ignore[misc]
+        assert b_engine.settings.raw.routing.policy == "cost"
+
+        # A replica that starts later adopts every change made before it.
+        late = Replica(Engine.from_config(configs[3]))
+        try:
+            s = _until(lambda: _settings(h, late.url)["cache"]["mode"] == "off"
+                       and _hard(_settings(h, late.url)) == 2)
+        finally:
+            late.stop()
+        print(f"controls: a change on A applied on B and C in {took * 1000:.0f} ms; a late replica adopted "
+              f"all in {s * 1000:.0f} ms")
+
+
+def test_a_change_made_while_redis_is_down_reaches_the_others_when_it_answers(
+        redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
+    configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=tenants()) for i in range(2)]
+    with Cluster(configs) as cluster, httpx.Client(timeout=10) as h:
+        a, b = cluster.urls
+        _patch(h, a, {"routing": {"policy": "quality"}})
+        _until(lambda: _settings(h, b)["routing"]["policy"] == "quality")
+        redis_server.kill()
+        _until(lambda: h.get(a + "/healthz").json().get("state") == "degraded"
+               or not cluster[0].engine.state.conn.up)
+        assert _patch(h, a, {"cache": {"ttl_s": 600}}) == ["cache.ttl_s"]  # applies on A at once
+        assert _settings(h, a)["cache"]["ttl_s"] == 600
+        time.sleep(1.5)
+        assert _settings(h, b)["cache"]["ttl_s"] != 600  # B cannot know yet
+        redis_server.start()  # back, and empty
+        _until(lambda: _settings(h, b)["cache"]["ttl_s"] == 600, timeout=10)
+        # B kept what it had before the outage: the empty Redis held only A's waiting change
+        assert _settings(h, b)["routing"]["policy"] == "quality"
