@@ -84,6 +84,10 @@ class BudgetStore(Protocol):
     def spent(self, counters: Sequence[Counter]) -> list[float]:
         """Settled + reserved spend of each counter."""
 
+    def raise_to(self, counter: Counter, own_usd: float) -> float:
+        """Bring this process's part of ``counter`` up to ``own_usd`` (what its own ledger says it spent),
+        atomically and idempotently; the amount added (0 when it already counted that much)."""
+
     def close(self) -> None: ...
 
 
@@ -168,6 +172,17 @@ class LocalBudgetStore:
         with self._lock:
             return [float(self._conn.execute(_SPENT, k).fetchone()[0]) for k in counters]
 
+    def raise_to(self, counter: Counter, own_usd: float) -> float:
+        # One transaction: workers of one data dir catching up together add the missing spend once.
+        with self._tx() as c:
+            row = c.execute("SELECT usd FROM spend WHERE subject = ? AND period = ? AND window = ?", counter).fetchone()
+            have = float(row[0]) if row else 0.0
+            if own_usd - have <= 1e-12:
+                return 0.0
+            c.execute("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET usd = excluded.usd",
+                      (*counter, own_usd))
+            return own_usd - have
+
     def settled(self) -> list[tuple[str, str, str, float]]:
         """Every counter's settled spend (no reservations): what a shared store is seeded with."""
         with self._lock:
@@ -230,7 +245,8 @@ class BudgetTracker:
                  now: float | None = None) -> None:
         """Bring the current windows' counters of ``subjects`` (budgets just added at run time: until then
         nothing counted their spend) up to ``spend_of(subject, period, window)``, the ledger's figure, so a
-        daily budget set in the afternoon counts the morning. Runs on the tracker's store thread."""
+        daily budget set in the afternoon counts the morning. On replicas sharing a store each adds what its
+        own ledger holds beyond what it counted (``BudgetStore.raise_to``). Runs on the tracker's store thread."""
         subjects = [s for s in subjects if s in self._budgets]
         if not subjects:
             return
@@ -238,10 +254,9 @@ class BudgetTracker:
         counters = [k for k, _, _ in self._limits(subjects, time.time() if now is None else now)]
 
         def run() -> None:
-            for k, have in zip(counters, store.spent(counters), strict=True):
-                missing = spend_of(*k) - have
-                if missing > 1e-12:
-                    store.settle(f"catch-up-{uuid.uuid4().hex}", [k], missing)
+            # Each replica brings its own part up to its own ledger: on a shared store the parts add up.
+            for k in counters:
+                store.raise_to(k, spend_of(*k))
 
         pool.submit(run).result()
 

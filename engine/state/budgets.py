@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 
 from engine.budgets import Counter, LocalBudgetStore
@@ -226,7 +227,28 @@ class RedisBudgetStore:
     def queued(self) -> int:
         return len(self._queued)
 
+    def raise_to(self, counter: Counter, own_usd: float) -> float:
+        """This replica's local counter (its own counted spend) up to ``own_usd``, and what that added sent to
+        Redis once (queued while it is down), so the shared counter gets every replica's missing part."""
+        with self._lock:
+            if self.conn.up:
+                self._ensure_seeded()  # Redis first holds what the local counters hold (once per dataset)
+            added = self.local.raise_to(counter, own_usd)
+            if added > 0:
+                rid = f"catch-up-{uuid.uuid4().hex}"
+                sent = self._send(rid, (counter,), added)
+                if sent is None:
+                    with self._qlock:
+                        self._queued.append((rid, (counter,), added))
+                elif not sent:  # Redis lost its data: the re-seed from the local counters includes it
+                    self._seeded = False
+                    self._ensure_seeded()
+            return added
+
     def spent(self, counters: Sequence[Counter]) -> list[float]:
+        if self.conn.up and not self._seeded:
+            with self._lock:
+                self._ensure_seeded()  # a dataset no request has touched yet: it holds no one's spend
         ok, out = self.conn.call("budget read", self._spent, keys=self._keys(counters), args=[])
         if ok:
             return [float(s) for s in out]

@@ -108,3 +108,34 @@ def test_a_change_made_while_redis_is_down_reaches_the_others_when_it_answers(
         _until(lambda: _settings(h, b)["cache"]["ttl_s"] == 600, timeout=10)
         # B kept what it had before the outage: the empty Redis held only A's waiting change
         assert _settings(h, b)["routing"]["policy"] == "quality"
+
+
+def test_a_budget_added_at_run_time_counts_every_replicas_spend_before_it(
+        redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daily budget set through replica A in the afternoon counts the morning's spend of A *and* B (each
+    replica brings its own part up to its own ledger, once: its two catch-ups are one)."""
+    monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
+    configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=tenants()) for i in range(2)]
+    with Cluster(configs) as cluster, httpx.Client(timeout=10) as h:
+        a, b = cluster.urls
+        costs = []
+        for i, url in enumerate([a, b, b, a, b]):  # the morning: no budget, nothing counts it
+            r = h.post(url + "/v1/chat/completions", headers={**AUTH, "x-thrifty-cache-mode": "off"},
+                       json=chat(f"Morning question {i}"))
+            assert r.status_code == 200, r.text
+            costs.append(float(r.headers["x-thrifty-cost-usd"]))
+        assert sum(costs) > 0
+        _patch(h, a, {"tenants": {"acme": {"budget": {"daily_usd": {"hard": 100}}}}})
+
+        def daily(url: str) -> float:
+            rows = h.get(url + "/admin/budgets", headers=ADMIN).json()
+            return next((r["spend_usd"] for r in rows if r["subject"] == "tenant:acme" and r["period"] == "daily"),
+                        -1.0)
+
+        _until(lambda: daily(b) >= 0)  # B has adopted the budget (and caught up)
+        _until(lambda: abs(daily(a) - sum(costs)) < 1e-6)
+        assert daily(b) == pytest.approx(sum(costs), abs=1e-6)
+        # A second catch-up (another worker of the data dir, or the change seen again) adds nothing.
+        for replica in cluster.replicas:
+            replica.engine.budgets.catch_up(["tenant:acme"], replica.engine._spend_of)
+        assert daily(a) == pytest.approx(sum(costs), abs=1e-6)
