@@ -345,7 +345,27 @@ async def test_outage_with_requests_in_flight(make_provider: Callable[..., Provi
     served: list[tuple[float, str]] = []
     opened_at: list[float] = []
     probes: list[int] = []
+    claimed: list[float] = []
     started = time.monotonic()
+
+    class Opened:
+        """Told by the breaker the moment it opens (the hook replicas share circuits through): polling
+        ``states()`` between requests can miss an open that a slow request outlasts."""
+
+        def opened(self, name: str, cooldown_s: float) -> None:
+            if name == "a/model-a" and not opened_at:
+                opened_at.append(time.monotonic() - started)
+                upstream.requests.clear()
+
+        def closed(self, name: str) -> None:
+            pass
+
+        def claim_probe(self, name: str) -> bool:  # asked once per half-open probe the breaker lets through
+            if name == "a/model-a" and time.monotonic() - started < outage:
+                claimed.append(time.monotonic() - started)
+            return True
+
+    breakers.shared = Opened()
 
     async def client(stop: float) -> None:
         while time.monotonic() - started < stop:
@@ -353,9 +373,6 @@ async def test_outage_with_requests_in_flight(make_provider: Callable[..., Provi
             text, _, error = await drain(result)
             assert error is None and text
             served.append((time.monotonic() - started, result.candidate.deployment))
-            if not opened_at and breakers.states().get("a/model-a") == "open":
-                opened_at.append(time.monotonic() - started)
-                upstream.requests.clear()
             await asyncio.sleep(0.01)
 
     async def recover() -> None:
@@ -366,7 +383,11 @@ async def test_outage_with_requests_in_flight(make_provider: Callable[..., Provi
     await asyncio.gather(recover(), *(client(outage + 3 * cooldown) for _ in range(8)))
     assert opened_at, "the primary's circuit opened"
     assert not [t for t, d in served if d == "a/model-a" and t < outage]  # all served by the fallback
-    assert probes[0] <= int((outage - opened_at[0]) / cooldown) + 2  # at most one probe per cool-down
+    allowed = int((outage - opened_at[0]) / cooldown) + 2
+    assert len(claimed) <= allowed, claimed  # at most one probe per cool-down
+    # What reached the primary after it opened: those probes, and the clients' calls already on their way
+    # when it opened (8 clients).
+    assert probes[0] <= len(claimed) + 8, (probes, claimed)
     back = [t for t, d in served if d == "a/model-a" and t >= outage]
     assert back and back[0] - outage <= cooldown + SLACK  # traffic returns within one cool-down
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,13 @@ def chat(prompt: str, model: str = "gpt-4o") -> dict[str, Any]:
 
 
 AUTH = {"authorization": "Bearer sk-acme"}
+
+
+def until(fn: Callable[[], bool], timeout: float = 2.0, poll_s: float = 0.001) -> float:
+    """Seconds until ``fn()`` is true (polled every ``poll_s``); an AssertionError after ``timeout``."""
+    t0 = time.perf_counter()
+    while not fn():
+        if time.perf_counter() - t0 > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(poll_s)
+    return time.perf_counter() - t0

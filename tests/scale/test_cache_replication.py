@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from scale_support import ADMIN_KEY, AUTH, chat, replica_config, tenants
+from scale_support import ADMIN_KEY, AUTH, chat, replica_config, tenants, until
 
 from bench._redis_cluster import Cluster, RedisServer
 from bench.fake_upstream import FakeUpstream
@@ -23,15 +22,6 @@ def _exact(engine, prompt: str):  # type: ignore[no-untyped-def]
     return engine.cache.lookup_exact(scope_of(req, namespace=ns, tenant=owner))
 
 
-def _wait(fn, timeout: float = 2.0) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    while not fn():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
-    return time.perf_counter() - t0
-
-
 def test_write_on_a_is_a_hit_on_b_and_c_and_delete_or_purge_anywhere_removes_it_everywhere(
         redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
@@ -44,9 +34,9 @@ def test_write_on_a_is_a_hit_on_b_and_c_and_delete_or_purge_anywhere_removes_it_
                 prompt = f"What is the capital of country number {n}?"
                 r = h.post(cluster[0].url + "/v1/chat/completions", headers=AUTH, json=chat(prompt))
                 assert r.status_code == 200 and r.headers["x-thrifty-cache"] == "miss"
-                _wait(lambda p=prompt: _exact(a, p) is not None)  # A's own write (its store thread)
-                lags.append(max(_wait(lambda p=prompt: _exact(b, p) is not None),
-                                _wait(lambda p=prompt: _exact(c, p) is not None)))
+                until(lambda p=prompt: _exact(a, p) is not None)  # A's own write (its store thread)
+                lags.append(max(until(lambda p=prompt: _exact(b, p) is not None),
+                                until(lambda p=prompt: _exact(c, p) is not None)))
             calls = len(upstream.requests)
             for replica in (cluster[1], cluster[2]):
                 r = h.post(replica.url + "/v1/chat/completions", headers=AUTH, json=chat("What is the capital of country number 7?"))
@@ -61,13 +51,13 @@ def test_write_on_a_is_a_hit_on_b_and_c_and_delete_or_purge_anywhere_removes_it_
             entry_id = _exact(c, gone).id
             r = h.delete(f"{cluster[2].url}/admin/cache/entries/{entry_id}", headers={"authorization": f"Bearer {ADMIN_KEY}"})
             assert r.status_code == 200 and r.json()["deleted"] is True
-            _wait(lambda: _exact(a, gone) is None and _exact(b, gone) is None)
+            until(lambda: _exact(a, gone) is None and _exact(b, gone) is None)
             assert _exact(a, "What is the capital of country number 4?") is not None  # only that one
 
             r = h.post(cluster[1].url + "/admin/cache/purge", headers={"authorization": f"Bearer {ADMIN_KEY}"},
                        json={"tenant": "acme"})
             assert r.status_code == 200 and r.json()["purged"] == 19
-            _wait(lambda: all(_exact(e, "What is the capital of country number 7?") is None for e in (a, b, c)))
+            until(lambda: all(_exact(e, "What is the capital of country number 7?") is None for e in (a, b, c)))
             assert a.cache.stats().entries == c.cache.stats().entries == 0
 
 
@@ -80,18 +70,18 @@ def test_a_new_replica_catches_up_from_the_stream_and_a_snapshot(
             assert h.post(first[0].url + "/v1/chat/completions", headers=AUTH,
                           json=chat(f"Tell me fact number {n}")).status_code == 200
         first[0].engine.cache  # noqa: B018
-        _wait(lambda: first[0].engine.state.replicator.published == 12)
+        until(lambda: first[0].engine.state.replicator.published == 12)
         # the snapshot is written by the consumer after snapshot_every stream entries
         import redis
 
         r = redis.Redis.from_url(redis_server.url)
-        _wait(lambda: r.hexists("thrifty:cache:snapshot", "id"), timeout=5)
+        until(lambda: r.hexists("thrifty:cache:snapshot", "id"), timeout=5)
         # A replica joining later, with the stream trimmed to nothing: the snapshot alone brings it up to date.
         r.xtrim("thrifty:cache:log", maxlen=0)
         with Cluster([replica_config(tmp_path, 1, upstream, redis_server.url, tenants=tenants())]) as late:
             e = late[0].engine
-            _wait(lambda: e.state.replicator.caught_up.is_set(), timeout=10)
+            until(lambda: e.state.replicator.caught_up.is_set(), timeout=10)
             assert e.cache.stats().entries >= 10
             # ...and the stream carries what comes after
             h.post(first[0].url + "/v1/chat/completions", headers=AUTH, json=chat("A brand new question"))
-            _wait(lambda: _exact(e, "A brand new question") is not None)
+            until(lambda: _exact(e, "A brand new question") is not None)

@@ -5,30 +5,22 @@ starts later adopts them; a change made while Redis is down reaches the others w
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from scale_support import ADMIN_KEY, AUTH, chat, replica_config, tenants
+from scale_support import ADMIN_KEY, AUTH, chat, replica_config, tenants, until
 
 from bench._redis_cluster import Cluster, RedisServer, Replica
 from bench.fake_upstream import FakeUpstream
 from engine import Engine
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _until(fn: Callable[[], bool], timeout: float = 5.0) -> float:
-    t0 = time.monotonic()
-    while not fn():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("not reached in time")
-        time.sleep(0.02)
-    return time.monotonic() - t0
+_until = functools.partial(until, timeout=5.0, poll_s=0.02)  # each poll is an HTTP call
 
 
 def _settings(h: httpx.Client, url: str) -> dict[str, Any]:
