@@ -210,8 +210,8 @@ class Overlay:
     async def watch(self, interval_s: float = WATCH_S) -> None:
         """Run by a serving engine: picks up the other workers' changes within ``interval_s`` (a stat per
         interval; the reload itself runs off the event loop) and, with ``state``, the other replicas' (one
-        Redis MGET per interval, ``engine.state.controls``). A file that no longer merges is logged and
-        the running config kept."""
+        Redis GET per interval, ``engine.state.controls``). A file or shared document that no longer merges
+        is logged and the running config kept."""
         while True:
             await asyncio.sleep(interval_s)
             if self._shared() is not None:
@@ -219,7 +219,7 @@ class Overlay:
                     if await asyncio.to_thread(self.adopt_shared):
                         log.warning("config overlay changed on another replica: applied, and written to %s",
                                     self.path)
-                except (ConfigError, RequestError) as exc:
+                except Exception as exc:  # whatever another replica wrote, this loop goes on
                     log.error("the replicas' shared overlay was not applied: %s", exc)
             if self._signature() == self._seen:
                 continue
