@@ -84,6 +84,8 @@ class Engine:
 
         self.experiments = build_experiments(self.settings, self.catalog, self.parts.providers, audit=self.audit,
                                              metrics=self.metrics, engine=self)
+        if self.state is not None:
+            self.experiments.shared = self.state.experiments  # None when shared_controls is off
         self.pipeline = Pipeline(self)
         from engine.shadow import ShadowWorker
 

@@ -31,6 +31,10 @@ control. An arm's settings win over the request's own ``thrifty`` options.
 exclusive lock and re-read by every worker at most once a second, so it survives restarts and reaches
 every worker. Every change is audited (``engine.audit``).
 
+With replicas on one Redis (``state``), every change is also offered to the other replicas and theirs
+are taken within about a second (``engine.state.experiments``: each experiment converges on its latest
+change). Guard-rail windows stay per worker.
+
 **Guard rails**: each non-control arm keeps a sliding window of its requests in each worker; once the window
 holds ``min_requests`` and the share of 5xx answers passes ``max_error_rate`` (or the 99th percentile of
 latency passes ``max_p99_ms``), the arm is stopped: its traffic returns to control, the event is logged,
@@ -97,6 +101,17 @@ class ExperimentState(msgspec.Struct, omit_defaults=True):
 class StateFile(msgspec.Struct, omit_defaults=True):
     state: dict[str, ExperimentState] = {}
     defined: dict[str, ExperimentConfig] = {}  # experiments created through the admin API
+
+
+class SharedDoc(msgspec.Struct, omit_defaults=True):
+    """One experiment as replicas share it (``engine.state.experiments``)."""
+
+    state: ExperimentState
+    defined: ExperimentConfig | None = None  # for an experiment created through the admin API
+    replica: str = ""
+
+
+_shared_dec = msgspec.json.Decoder(SharedDoc)
 
 
 class ExperimentNotFound(RequestError):
@@ -270,6 +285,7 @@ class ExperimentSet:
         self._windows: dict[tuple[str, str], _Window] = {}
         self.judge = judge  # engine._experiment_judge.Judge, or None (no engine: the CLI's read-only view)
         self._originals: dict[str, ChatRequest] = {}  # request id -> the request before its arm, when sampled
+        self.shared: Any = None  # engine.state.experiments.SharedExperiments with replicas on one Redis
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self.live: tuple[_Live, ...] = ()
@@ -435,10 +451,66 @@ class ExperimentSet:
         old, new = self.store.update(edit)
         self._stamp = None
         self._reload()
+        self._publish(name)
         if self.audit is not None:
             self.audit.record(actor, f"experiment.{action}", name, msgspec.to_builtins(_summary(old)),
                               msgspec.to_builtins(_summary(new)), detail=detail)
         return new
+
+    # ------------------------------------------------------------------------------------------ replicas
+    def _publish(self, name: str) -> None:
+        """Offer ``name``'s state (and admin-made definition) to the other replicas."""
+        if self.shared is None:
+            return
+        st = self.data.state.get(name)
+        if st is not None:
+            doc = SharedDoc(st, self.data.defined.get(name), self.shared.replica)
+            self.shared.publish(name, st.updated, _enc.encode(doc))
+
+    def adopt_shared(self) -> list[str]:
+        """Take every experiment whose shared state is newer than this replica's (another replica changed
+        it), into the state file; the names taken. Run off the request path, once a second."""
+        got = self.shared.read() if self.shared is not None else None
+        if not got:
+            return []
+        docs: dict[str, SharedDoc] = {}
+        for name, raw in got.items():
+            try:
+                doc = _shared_dec.decode(raw)
+                if doc.defined is not None:
+                    self._validate(doc.defined)
+            except (msgspec.DecodeError, msgspec.ValidationError, RequestError) as exc:
+                log.error("experiments: the shared state of %r is not usable here (%s); ignored", name[:80], exc)
+                continue
+            mine = self.data.state.get(name)
+            if mine is None or doc.state.updated > mine.updated:
+                docs[name] = doc
+        if not docs:
+            return []
+
+        def fn(data: StateFile) -> list[tuple[str, ExperimentState | None, SharedDoc]]:
+            taken = []
+            for name, doc in docs.items():
+                old = data.state.get(name)
+                if old is not None and old.updated >= doc.state.updated:
+                    continue  # another worker of this data dir took it, or a newer change was made here
+                if doc.defined is not None:
+                    data.defined[name] = doc.defined
+                data.state[name] = doc.state
+                taken.append((name, old, doc))
+            return taken
+
+        taken = self.store.update(fn)
+        self._stamp = None
+        self._reload()
+        for name, old, doc in taken:
+            log.warning("experiment %s: state changed on replica %s taken here (%s)", name, doc.replica,
+                        doc.state.status)
+            if self.audit is not None:
+                self.audit.record(f"replica {doc.replica}", "experiment.replicated", name,
+                                  None if old is None else msgspec.to_builtins(_summary(old)),
+                                  msgspec.to_builtins(_summary(doc.state)))
+        return [name for name, _, _ in taken]
 
     def _stop_arm(self, name: str, arm: str, reason: str, *, actor: str, event: GuardEvent | None = None) -> None:
         def fn(st: ExperimentState) -> None:
@@ -471,6 +543,7 @@ class ExperimentSet:
         self.store.update(fn)
         self._stamp = None
         self._reload()
+        self._publish(cfg.name)
         if self.audit is not None:
             self.audit.record(actor, "experiment.create", cfg.name, None, msgspec.to_builtins(cfg))
         return cfg

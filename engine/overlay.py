@@ -210,8 +210,9 @@ class Overlay:
     async def watch(self, interval_s: float = WATCH_S) -> None:
         """Run by a serving engine: picks up the other workers' changes within ``interval_s`` (a stat per
         interval; the reload itself runs off the event loop) and, with ``state``, the other replicas' (one
-        Redis GET per interval, ``engine.state.controls``). A file or shared document that no longer merges
-        is logged and the running config kept."""
+        Redis GET per interval, ``engine.state.controls``) and their experiment changes (one HGETALL,
+        ``engine.state.experiments``). A file or shared document that no longer merges is logged and the
+        running config kept."""
         while True:
             await asyncio.sleep(interval_s)
             if self._shared() is not None:
@@ -221,6 +222,12 @@ class Overlay:
                                     self.path)
                 except Exception as exc:  # whatever another replica wrote, this loop goes on
                     log.error("the replicas' shared overlay was not applied: %s", exc)
+            experiments = getattr(self.engine, "experiments", None)
+            if experiments is not None and experiments.shared is not None:
+                try:  # experiments' promotions, stops and weights are run-time controls too
+                    await asyncio.to_thread(experiments.adopt_shared)
+                except Exception as exc:
+                    log.error("the replicas' experiment state was not taken: %s", exc)
             if self._signature() == self._seen:
                 continue
             try:

@@ -32,7 +32,7 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_every: int = 5_000  # a snapshot of the cache is written to Redis after this many stream entries
     snapshot_max_bytes: int = 256 << 20  # a cache larger than this is not snapshotted (the stream still works)
     shared_circuits: bool = True
-    shared_controls: bool = True  # run-time controls (the config overlay) made on one replica reach all
+    shared_controls: bool = True  # run-time controls (the config overlay) and experiment state reach every replica
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):

@@ -15,6 +15,7 @@ from engine.state._redis import Connection
 from engine.state.budgets import RedisBudgetStore
 from engine.state.circuits import SharedCircuits
 from engine.state.controls import SharedControls
+from engine.state.experiments import SharedExperiments
 from engine.state.ratelimit import RedisRateLimiter
 from engine.state.replication import CacheReplicator
 
@@ -50,6 +51,7 @@ class SharedState:
         self.circuits: SharedCircuits | None = None
         self.budget_store: RedisBudgetStore | None = None
         self.controls = SharedControls(self.conn, replica=self.replica) if self.config.shared_controls else None
+        self.experiments = SharedExperiments(self.conn, replica=self.replica) if self.config.shared_controls else None
         metrics.state_up.set(1)
 
     @property
@@ -100,4 +102,6 @@ class SharedState:
         await self.conn.aclose()
 
     def close(self) -> None:
+        if self.experiments is not None:
+            self.experiments.close()
         self.conn.close()

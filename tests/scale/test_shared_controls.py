@@ -131,3 +131,50 @@ def test_a_budget_added_at_run_time_counts_every_replicas_spend_before_it(
         for replica in cluster.replicas:
             replica.engine.budgets.catch_up(["tenant:acme"], replica.engine._spend_of)
         assert daily(a) == pytest.approx(sum(costs), abs=1e-6)
+
+
+def test_experiment_changes_and_new_experiments_reach_every_replica(
+        redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A promotion through A sends every user on B to the winner; an experiment created through B runs on A;
+    a replica that starts later takes both; B's audit names the replica each change came from."""
+    monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
+    exp = {"name": "w", "control": "a", "stickiness": "user",
+           "arms": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50, "model": "gpt-4o"}]}
+    configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=tenants(), experiments=[exp],
+                              cache={"encoder": "hashing", "mode": "off"}) for i in range(3)]
+
+    def models(h: httpx.Client, url: str, n: int = 16) -> set[str]:
+        return {h.post(url + "/v1/chat/completions", headers=AUTH, json={**chat("hi", "gpt-4o-mini"), "user": f"u{i}"})
+                .headers["x-thrifty-model"] for i in range(n)}
+
+    def status(h: httpx.Client, url: str, name: str) -> str | None:
+        r = h.get(url + "/admin/experiments", headers=ADMIN)
+        return next((e["state"].get("status", "running") for e in r.json()["data"] if e["name"] == name), None) \
+            if r.status_code == 200 else None
+
+    with Cluster(configs[:2]) as cluster, httpx.Client(timeout=10) as h:
+        a, b = cluster.urls
+        assert models(h, b) == {"gpt-4o-mini", "gpt-4o"}  # both arms serve on B
+        r = h.post(a + "/admin/experiments/w/promote", headers=ADMIN, json={"arm": "b"})
+        assert r.status_code == 200, r.text
+        took = _until(lambda: status(h, b, "w") == "promoted")
+        assert models(h, b) == {"gpt-4o"}  # every user on B now gets the winner
+        events = h.get(b + "/admin/audit", headers=ADMIN, params={"action": "experiment."}).json()["data"]
+        assert [(e["action"], e["actor"]) for e in events] == [
+            ("experiment.replicated", f"replica {cluster[0].engine.state.replica}")]
+
+        made = {"name": "cheap", "control": "a", "stickiness": "user",
+                "arms": [{"name": "a", "weight": 0}, {"name": "b", "weight": 1, "model": "gpt-4o"}],
+                "target": {"tenants": ["nobody"]}}
+        assert h.post(b + "/admin/experiments", headers=ADMIN, json=made).status_code == 201
+        _until(lambda: status(h, a, "cheap") == "running")
+        # A newer change wins wherever it was made: resume on B after the promotion on A
+        assert h.post(b + "/admin/experiments/w/resume", headers=ADMIN).status_code == 200
+        _until(lambda: status(h, a, "w") == "running")
+
+        late = Replica(Engine.from_config(configs[2]))
+        try:
+            _until(lambda: status(h, late.url, "cheap") == "running" and status(h, late.url, "w") == "running")
+        finally:
+            late.stop()
+        print(f"experiments: a promotion on A reached B in {took * 1000:.0f} ms")
