@@ -101,6 +101,7 @@ class Hit(msgspec.Struct, frozen=True):
     tokens_out: int
     score: float | None = None  # the hit policy's Verdict.score (None for exact hits)
     explore: bool = False  # the adaptive gate wants a fresh answer compared with this one (not served)
+    exact_key: bytes = b""  # the entry's exact key: its name on every replica (ids are per replica)
 
 
 class CacheStats(msgspec.Struct):
@@ -275,7 +276,7 @@ class SemanticCache:
                     if decision == "explore":
                         self._count("explored")
                         return Hit(entry_id, entry.response, sc, entry.text, "explore", entry.model, entry.cost_usd,
-                                   entry.tokens_in, entry.tokens_out, score, True)
+                                   entry.tokens_in, entry.tokens_out, score, True, entry.exact_key)
                     if decision == "refuse":
                         self._count("rejected")
                         continue
@@ -323,7 +324,7 @@ class SemanticCache:
             count, _ = self._hits.get(entry_id, (0, 0.0))
             self._hits[entry_id] = (count + 1, time.time())
         return Hit(entry_id, e.response, similarity, e.text, reason, e.model, e.cost_usd, e.tokens_in, e.tokens_out,
-                   score)
+                   score, exact_key=e.exact_key)
 
     # ------------------------------------------------------------------------------------ writes
     def insert(self, scope: Scope, vector: np.ndarray | None, response: bytes, meta: EntryMeta | None = None) -> int:

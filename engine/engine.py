@@ -399,7 +399,10 @@ class Engine:
                                            "status": status, "attempts": error.details})
         if ctx.experiment is not None:
             self.experiments.observe(ctx, status, usage, response)  # per-arm metrics, guard rails, judge sample
-        self.ledger.record(self._record(ctx, status, error, response, usage))
+        record = self._record(ctx, status, error, response, usage)
+        self.ledger.record(record)
+        if self.state is not None:  # feedback on this request may reach another replica
+            self.state.feedback_index.add(record.request_id, _index_fields(ctx, record))
 
     def _record(self, ctx: Ctx, status: int, error: ThriftyError | None, response: ChatResponse | None,
                 usage: Any) -> UsageRecord:
@@ -437,6 +440,16 @@ def _cache_fields(ctx: Ctx) -> dict[str, Any]:
     if hit is not None:
         fields.update(entry_id=hit.id or None, similarity=hit.similarity, hit_score=hit.score)
     return fields
+
+
+def _index_fields(ctx: Ctx, record: UsageRecord) -> dict[str, Any]:
+    """What another replica needs to take feedback on this request (engine.state.feedback_index)."""
+    hit = ctx.served or ctx.would_be
+    key = b""
+    if hit is not None:
+        key = hit.exact_key or (ctx.scope.exact_key if ctx.scope is not None and record.cache == "exact" else b"")
+    return {"tenant": record.tenant, "namespace": record.namespace, "cache": record.cache, "key": key.hex(),
+            "similarity": record.similarity, "hit_score": record.hit_score, "saved_usd": record.saved_usd}
 
 
 class _LoopThread:

@@ -13,6 +13,10 @@ again; the label also teaches the adaptive gate (cache.adaptive) about that entr
 rating is a row of the ledger's ``labels`` table (source ``feedback``); the label names the entry only when the
 rated answer came from the cache, so the false-hit estimate counts only cached answers. The correct answer is
 content: it is kept in the label's detail only when ``log_content`` is on.
+
+With replicas on one Redis, a request can be rated through any replica: one whose ledger lacks the request
+reads it from ``engine.state.feedback_index`` (its tenant, outcome and the served entry's exact key), and
+"already rated" holds across replicas.
 """
 
 from __future__ import annotations
@@ -86,11 +90,17 @@ async def apply_feedback(engine: Engine, body: FeedbackRequest, tenant: str) -> 
 def _apply(engine: Engine, body: FeedbackRequest, tenant: str, good: bool) -> FeedbackResult:
     ledger = engine.ledger
     row = ledger.request_of(body.request_id, tenant)
+    index = engine.state.feedback_index if engine.state is not None else None
+    if row is None and index is not None:  # served by another replica (engine.state.feedback_index)
+        row = _other_replicas(engine, index, body.request_id, tenant)
     if row is None:
         raise NotFoundError(f"no request {body.request_id[:64]!r} for this key", param="request_id")
+    already = f"request {body.request_id[:64]!r} was already rated"
     if ledger.query("SELECT 1 FROM labels WHERE request_id = ? AND tenant = ? AND source = 'feedback' LIMIT 1",
                     (body.request_id, tenant)):
-        raise ConflictError(f"request {body.request_id[:64]!r} was already rated", param="request_id")
+        raise ConflictError(already, param="request_id")
+    if index is not None and index.claim_rating(body.request_id) is False:  # rated through another replica
+        raise ConflictError(already, param="request_id")
     entry_id = int(row["entry_id"]) if row["entry_id"] else None
     if entry_id is None and row["cache"] == "exact":  # served while its cache write was in flight
         entry_id = engine.entry_served_in_flight(body.request_id)
@@ -115,6 +125,26 @@ def _apply(engine: Engine, body: FeedbackRequest, tenant: str, good: bool) -> Fe
     if gate is not None and row["hit_score"] is not None and row["namespace"] is not None and entry_id:
         gate.learn(row["namespace"], entry_id, float(row["hit_score"]), good)
     return FeedbackResult(request_id=body.request_id, good=good, withdrawn=withdrawn, entry_id=entry_id)
+
+
+def _other_replicas(engine: Engine, index: Any, request_id: str, tenant: str) -> dict[str, Any] | None:
+    """``request_of``'s row for a request another replica served, read from the shared index, with the
+    served entry's id here (found by its exact key, which names it on every replica); None when unknown or
+    another tenant's."""
+    rec = index.get(request_id)
+    if rec is None or rec.get("tenant") != tenant:
+        return None
+    entry_id = None
+    key = rec.get("key") or ""
+    if key and rec.get("cache") in ("hit", "exact"):
+        try:
+            found = engine.cache.store.get_exact(bytes.fromhex(key))
+        except ValueError:
+            found = None
+        entry_id = found[0] if found is not None else None
+    return {"request_id": request_id, "tenant": tenant, "cache": rec.get("cache"), "namespace": rec.get("namespace"),
+            "entry_id": entry_id, "similarity": rec.get("similarity"), "hit_score": rec.get("hit_score"),
+            "saved_usd": rec.get("saved_usd")}
 
 
 def feedback_endpoint(proxy: Proxy) -> Callable[[Request], Awaitable[Response]]:

@@ -1,5 +1,5 @@
-"""Shared state across replicas (``state: redis://…``): budgets, rate limits, circuits, cache writes and
-run-time controls (the config overlay).
+"""Shared state across replicas (``state: redis://…``): budgets, rate limits, circuits, cache writes,
+run-time controls (the config overlay), experiment state and the feedback index.
 
 Without ``state`` nothing here is built and ``redis`` is never imported: every replica runs on its local,
 embedded state as before. :func:`build_state` is the one entry point; :class:`engine.state.hub.SharedState`

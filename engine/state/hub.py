@@ -16,6 +16,7 @@ from engine.state.budgets import RedisBudgetStore
 from engine.state.circuits import SharedCircuits
 from engine.state.controls import SharedControls
 from engine.state.experiments import SharedExperiments
+from engine.state.feedback_index import FeedbackIndex
 from engine.state.ratelimit import RedisRateLimiter
 from engine.state.replication import CacheReplicator
 
@@ -52,6 +53,8 @@ class SharedState:
         self.budget_store: RedisBudgetStore | None = None
         self.controls = SharedControls(self.conn, replica=self.replica) if self.config.shared_controls else None
         self.experiments = SharedExperiments(self.conn, replica=self.replica) if self.config.shared_controls else None
+        self.feedback_index = FeedbackIndex(
+            self.conn, on_dropped=lambda n: metrics.state_fallbacks.labels("feedback_index").inc(n))
         metrics.state_up.set(1)
 
     @property
@@ -102,6 +105,7 @@ class SharedState:
         await self.conn.aclose()
 
     def close(self) -> None:
+        self.feedback_index.close()
         if self.experiments is not None:
             self.experiments.close()
         self.conn.close()

@@ -178,3 +178,37 @@ def test_experiment_changes_and_new_experiments_reach_every_replica(
         finally:
             late.stop()
         print(f"experiments: a promotion on A reached B in {took * 1000:.0f} ms")
+
+
+def test_feedback_on_a_request_served_by_another_replica(
+        redis_server: RedisServer, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a load balancer the rating reaches any replica: B withdraws the answer A served (from every
+    replica), A refuses a second rating, and another tenant's key cannot rate it."""
+    monkeypatch.setenv("THRIFTY_SCALE_ADMIN_KEY", ADMIN_KEY)
+    two = {**tenants(), "globex": {"keys": [{"name": "globex-1", "key": "sk-globex"}]}}
+    configs = [replica_config(tmp_path, i, upstream, redis_server.url, tenants=two) for i in range(2)]
+    with Cluster(configs) as cluster, httpx.Client(timeout=10) as h:
+        a, b = cluster.urls
+        ask = chat("Which port does PostgreSQL listen on by default?")
+        assert h.post(a + "/v1/chat/completions", headers=AUTH, json=ask).headers["x-thrifty-cache"] == "miss"
+        _until(lambda: h.post(a + "/v1/chat/completions", headers=AUTH, json=ask).headers["x-thrifty-cache"]
+               == "exact")
+        served = h.post(a + "/v1/chat/completions", headers=AUTH, json=ask)
+        assert served.headers["x-thrifty-cache"] == "exact"
+        rid = served.headers["x-thrifty-request-id"]
+        _until(lambda: cluster[1].engine.cache.stats().entries == 1)  # replicated to B
+        cluster[0].engine.state.feedback_index.flush()
+
+        bad = {"request_id": rid, "rating": "bad"}
+        other = h.post(b + "/v1/feedback", headers={"authorization": "Bearer sk-globex"}, json=bad)
+        assert other.status_code == 404, other.text
+        r = h.post(b + "/v1/feedback", headers=AUTH, json=bad)
+        assert r.status_code == 200, r.text
+        assert r.json()["withdrawn"] is True
+        again = h.post(a + "/v1/feedback", headers=AUTH, json=bad)
+        assert again.status_code == 409, again.text
+        # withdrawn from every replica (B deleted it, A applied B's delete): asked again, a fresh answer
+        _until(lambda: [r.engine.cache.stats().entries for r in cluster.replicas] == [0, 0])
+        assert h.post(a + "/v1/chat/completions", headers=AUTH, json=ask).headers["x-thrifty-cache"] == "miss"
+        labels = cluster[1].engine.ledger.query("SELECT request_id, good FROM labels WHERE source = 'feedback'")
+        assert labels == [{"request_id": rid, "good": 0}]
