@@ -17,6 +17,7 @@ audited (``engine.audit``: one event per changed setting, old -> new).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import threading
@@ -304,7 +305,8 @@ class Overlay:
         with self._lock:
             try:  # a document this replica cannot apply is logged once, not retried every second
                 check_shape(doc, "the shared overlay")
-                overlay = merge_patch(read(self.path), doc)
+                local = read(self.path)
+                overlay = merge_patch(copy.deepcopy(local), doc)
                 for patch in shared.pending:
                     merge_patch(overlay, patch)
                 settings = self.engine.settings
@@ -312,7 +314,7 @@ class Overlay:
                 changed = raw != settings.raw
                 if changed:
                     self.engine.reconfigure(resolve(raw, settings.source))
-                if overlay != read(self.path):
+                if overlay != local:
                     # The first worker of this data dir to see it writes the file and audits the change
                     # (the others of the data dir apply it and find the file written).
                     self._write(overlay)

@@ -74,7 +74,3 @@ class SharedExperiments:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait for the publishes queued so far (tests)."""
-        self._pool.submit(lambda: None).result(timeout)
