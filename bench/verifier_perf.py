@@ -3,11 +3,11 @@
     python -m bench.verifier_perf [--out results/cache] [--calls 300] [--hits 300]
 
 1. The verifier alone: `HitPolicy.verify_many` for one query against 1, 4 and 16 candidates that all
-   reach the model (one batched forward pass each), p50/p99 over `--calls` calls, 1 thread.
+   reach the model (one call each, every pair run alone), p50/p99 over `--calls` calls, 1 thread.
 2. The whole semantic hit path through the proxy: the fake upstream and `thrifty serve` with `--policy`
    (default "reach": its first bar, 0.60, lets all four candidates through; the model's cost is the same
    for every learned preset); four stored prompts are neighbours above the first bar of each query, so
-   each lookup judges four candidates in one pass. Latency as the client
+   each lookup judges four candidates in one call. Latency as the client
    sees it, of the requests answered by a semantic hit (`x-thrifty-cache`), prompts <= 64 tokens.
 Writes verifier_latency.json to the out folder and prints a table.
 """

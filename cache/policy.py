@@ -12,8 +12,8 @@ clear these steps, cheapest first:
 4. the learned verifier (`learned=True`; the default preset "verified"): a small cross-encoder
    (cache/data/verifier, trained by bench/train_verifier.py) reads both prompts together; its logit
    and the cosine give a calibrated probability that the two may share an answer, accepted at
-   `threshold`. Every candidate of one lookup that reaches it is scored in one forward pass
-   (`verify_many`).
+   `threshold`. Every candidate of one lookup that reaches it is judged in one call (`verify_many`),
+   each pair on its own (a pair's verdict never depends on the other candidates: cache/_verify_model.py).
    With `learned=False` (presets "cosine", and the older "balanced", "strict", "recall") instead: a
    cosine `threshold`, after the substitution guard when `substitutions` is on (preset "recall"): the
    same frame with one or two content words swapped lowers the score by `substitution_penalty` while
@@ -130,7 +130,7 @@ class HitPolicy:
         self.threshold = self.config.effective_threshold
         self.top_k = self.config.top_k
         self._model: LearnedVerifier | None = None
-        # True when verify_many scores several candidates in one pass (callers then prefer it).
+        # True when verify_many judges all of a lookup's candidates in one call (callers then prefer it).
         self.batched = self.config.learned
         if self.config.learned:
             folder = Path(self.config.verifier_dir) if self.config.verifier_dir else None
@@ -185,14 +185,15 @@ class HitPolicy:
         self, query: str, candidates: list[tuple[str, float]], threshold: float | None = None
     ) -> list[Verdict]:
         """One verdict per (candidate prompt, similarity), in order; the learned stage scores every
-        candidate that reaches it in a single forward pass."""
+        candidate that reaches it in this one call, each pair on its own."""
         return self.verify_pairs([(query, c, s) for c, s in candidates], threshold, batch=len(candidates))
 
     def verify_pairs(
         self, pairs: list[tuple[str, str, float]], threshold: float | None = None, batch: int = 64
     ) -> list[Verdict]:
-        """Verdicts for many (query, candidate, similarity) triples, the learned stage run on
-        batches of `batch` pairs (offline evaluation; a lookup uses `verify_many`)."""
+        """Verdicts for many (query, candidate, similarity) triples, handed to the learned stage
+        `batch` pairs at a time (offline evaluation; a lookup uses `verify_many`). The verdicts are
+        the ones a lookup gives: the model scores each pair alone."""
         bar = self.threshold if threshold is None else float(threshold)
         verdicts: list[Verdict | None] = [self._cheap(q, c, float(s), bar) for q, c, s in pairs]
         pending = [i for i, v in enumerate(verdicts) if v is None]
@@ -250,7 +251,7 @@ class HitPolicy:
 
 # Presets, named for what they trade (figures: README "Cache hit policy", results/cache/). The first three
 # send the candidates above their first cosine bar that pass the guards to the learned verifier, in one
-# batched pass, and accept on its calibrated probability. Their (first bar, probability) pairs were chosen
+# call, and accept on its calibrated probability. Their (first bar, probability) pairs were chosen
 # on the training data's dev split (`python -m bench.train_verifier sweep`, results/cache/first_bar_sweep.json):
 # "verified" (the default): first bar 0.92, p >= 0.93 — QQP dev precision 0.93 with a 0.4 % false-hit rate
 #   on the generated LLM-style dev negatives. A lower bar (0.85, p >= 0.90, the lowest at which QQP dev

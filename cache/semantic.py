@@ -221,7 +221,7 @@ class SemanticCache:
         with self.store.read() as txn:
             live = self._live(ids.tolist(), scores.tolist(), bar, txn, now)
             if getattr(policy, "batched", False):
-                # A learned stage scores all live candidates in one forward pass.
+                # A learned stage judges all live candidates in one call.
                 found = list(live)
                 verify_many = policy.verify_many  # type: ignore[attr-defined]  # "batched" promises it
                 t0 = time.perf_counter_ns() if timing is not None else 0

@@ -147,7 +147,7 @@ def test_substitution_is_a_soft_guard() -> None:
 
 def test_presets_are_valid_and_ordered() -> None:
     assert set(PRESETS) == {"verified", "precise", "reach", "cosine", "strict", "balanced", "recall", "learned"}
-    # the default runs the learned verifier on four candidates a lookup, in one batched pass
+    # the default runs the learned verifier on four candidates a lookup, in one call
     default = default_policy()
     assert default.config == PRESETS["verified"] and DEFAULT_PRESET == "verified"
     assert default.config.learned and default.top_k == 4 and default.batched

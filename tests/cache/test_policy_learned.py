@@ -67,7 +67,7 @@ def test_learned_stage_separates_clear_cases(learned: HitPolicy) -> None:
     assert different_task.score < same.score
 
 
-def test_verify_many_is_one_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_many_is_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = HitPolicy(PolicyConfig(learned=True))
     calls: list[int] = []
     real = LearnedVerifier.logits
@@ -91,10 +91,27 @@ def test_verify_many_is_one_forward_pass(monkeypatch: pytest.MonkeyPatch) -> Non
     assert verdicts[4].reason.startswith("entity")
     single = [policy.verify(query, c, s) for c, s in candidates]
     assert [v.accept for v in single] == [v.accept for v in verdicts]
-    for a, b in zip(single, verdicts, strict=True):
-        # int8 dynamic quantisation scales activations per batch, so padding moves scores slightly
-        assert a.score == pytest.approx(b.score, abs=0.04)
+    # Each pair runs alone: a verdict is the same whatever else is judged beside it.
+    assert [v.score for v in single] == [v.score for v in verdicts]
     assert policy.verify_many(query, []) == []
+
+
+def test_a_pair_scores_the_same_alone_and_beside_others() -> None:
+    """The int8 model's activation scale is per tensor: batched, a long neighbour (and the padding it
+    forces) moved a pair's logit by up to one (a probability by 0.3). Pairs now run alone."""
+    model = LearnedVerifier()
+    pair = ("How do I convert a list of dicts to a DataFrame?", "Turn a list of dictionaries into a pandas frame")
+    others = [
+        ("Who wrote Moby-Dick?", "Which author wrote Moby-Dick?"),
+        (
+            "How can I convert a pandas DataFrame into a list of dictionaries, and back again, quickly "
+            "for frames with millions of rows and nested columns?",
+            "What is the fastest way to turn a huge DataFrame into records?",
+        ),
+    ]
+    alone = model.logits([pair])[0]
+    assert model.logits([others[0], pair, others[1]])[1] == alone
+    assert model.logits([pair, *others])[0] == alone
 
 
 def test_learned_policy_refuses_the_near_miss_file_mostly(learned: HitPolicy) -> None:
