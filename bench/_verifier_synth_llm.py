@@ -41,8 +41,9 @@ def held_out(family: str) -> bool:
 class Families:
     """The word lists of bench/_verifier_synth_llm_data.py restricted to training or held-out families."""
 
-    def __init__(self, heldout: bool) -> None:
+    def __init__(self, heldout: bool, structural: bool = True) -> None:
         self.heldout = heldout
+        self.structural = structural  # the structural rewrites of bench/_verifier_synth_para.py
 
         def keep(items: Sequence, key: Callable[[object], str] = str) -> list:
             return [x for x in items if held_out(key(x)) == heldout]
@@ -187,15 +188,28 @@ def _noise(rng: random.Random, text: str, fam: Families) -> str | None:
     return text[:1].upper() + text[1:]
 
 
-_STEPS = (_reframe, _synonym, _synonym, _frame, _noise)
-_FAMILY_STEPS = (_reframe, _synonym, _synonym, _frame)  # held-out rewrites: every step is a family
+def _restructure(rng: random.Random, text: str, fam: Families) -> str | None:
+    from bench._verifier_synth_para import restructure  # that module builds on this one
+
+    return restructure(rng, text, fam)
+
+
+# Structural rewrites first: they read the prompt's original form (an opener re-said hides it).
+_STEPS = (_restructure, _reframe, _synonym, _synonym, _frame, _noise)
+_FAMILY_STEPS = (_restructure, _reframe, _synonym, _synonym, _frame)  # held-out rewrites: every step is a family
+# Without them: the steps (and so the random draws) that made the shipped verifier's data.
+_MILD_STEPS = _STEPS[1:]
+_MILD_FAMILY_STEPS = _FAMILY_STEPS[1:]
 
 
 def rewrite(rng: random.Random, text: str, fam: Families, steps: int | None = None) -> tuple[str, bool]:
     """`text` reworded without changing what it asks; the flag says whether any step applied."""
     n = steps if steps is not None else rng.choice((1, 2, 2, 3, 3, 4))
     out, changed = text, False
-    steps_from = _FAMILY_STEPS if fam.heldout else _STEPS
+    if fam.structural:
+        steps_from = _FAMILY_STEPS if fam.heldout else _STEPS
+    else:
+        steps_from = _MILD_FAMILY_STEPS if fam.heldout else _MILD_STEPS
     chosen = rng.sample(range(len(steps_from)), min(n, len(steps_from)))
     for step in [steps_from[i] for i in sorted(chosen)]:  # framing and noise last
         new = step(rng, out, fam)
@@ -413,11 +427,16 @@ def edit(rng: random.Random, text: str, fam: Families, kind: str) -> tuple[str, 
 
 
 def generate(
-    rng: random.Random, prompts: list[str], n: int, heldout: bool = False, positive_share: float = 0.45
+    rng: random.Random,
+    prompts: list[str],
+    n: int,
+    heldout: bool = False,
+    positive_share: float = 0.45,
+    structural: bool = True,
 ) -> list[Pair]:
     """`n` pairs over `prompts`, about `positive_share` of them positives. With `heldout`, every pair
     uses at least one held-out family (a rewrite step or an edit); without, none does."""
-    fam = Families(heldout)
+    fam = Families(heldout, structural)
     # Numbers, directions and negations have no word-list families: not part of the held-out slice.
     generic = ("number", "direction", "negation")
     kinds = [k for k, w in EDIT_WEIGHTS.items() for _ in range(w) if not (heldout and k in generic)]

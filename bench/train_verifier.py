@@ -1,6 +1,7 @@
 """Train the learned pair verifier (a small cross-encoder) that cache.policy runs after its guards.
 
-    python -m bench.train_verifier prepare --out .devcarry --sharegpt SHAREGPT_JSON   # data + fp16 MiniLM copy
+    python -m bench.train_verifier prepare --out .devcarry --sharegpt SHAREGPT_JSON \
+        --no-structural --factoids 0 --contrasts 0                                   # the shipped model's data
     python -m bench.train_verifier train --work .devcarry --out OUT --init cache/data/verifier/verifier.onnx \
         --lr 6e-5 --epochs 1 --max-pairs 52000 --max-minutes 40 --max-len 64 --threads 2 --freeze-layers 1
     python -m bench.train_verifier export --work .devcarry --ckpt OUT/l4_lr6e-05.pt --out cache/data/verifier
@@ -10,6 +11,13 @@
 The shipped cache/data/verifier was made by exactly these commands on a shared 2-core CPU (issue 14:
 the training run stopped at its 40-minute cap after 664 steps), warm-started from the verifier before it
 (itself trained from MiniLM by `train` without `--init`, 5 epochs on one H100).
+
+Without `--no-structural --factoids 0 --contrasts 0`, `prepare` also writes the heavier training pairs
+of bench/_verifier_synth_para.py (structural rewrites, factoid slot pairs, edited QQP positives). `train
+--mix qqp=all,fact=all,contrast=all,llm=26000,templates=5000` caps each source group, and `--teacher DIR
+--distill 0.5` trains against an exported verifier's logits too (a smaller student, `--layers 2`, warm-
+started from the teacher's lowest layers). Neither made a better verifier on this CPU (README, "How the
+verifier was trained"); the options stay for a run with more compute.
 
 Data (and nothing else): the TRAIN half of ../shared/data/cache/qqp_pairs.jsonl, i.e. the pairs that
 bench.cache_quality.heldout() does NOT report on, split again by hash into train (90 %) and dev
@@ -88,7 +96,16 @@ def sharegpt_first_turns(path: Path) -> list[str]:
     return out
 
 
-def prepare(qqp: Path, out: Path, seed: int, sharegpt: Path | None, llm_pairs: int = 60000) -> None:
+def prepare(
+    qqp: Path,
+    out: Path,
+    seed: int,
+    sharegpt: Path | None,
+    llm_pairs: int = 60000,
+    factoids: int = 8000,
+    contrasts: int = 8000,
+    structural: bool = True,
+) -> None:
     """Write train.jsonl / dev.jsonl / heldout.jsonl and an fp16 copy of MiniLM (config, tokenizer).
 
     train: the QQP train half minus dev, the older template pairs (bench/_verifier_synth.py), and
@@ -96,6 +113,7 @@ def prepare(qqp: Path, out: Path, seed: int, sharegpt: Path | None, llm_pairs: i
     families. dev: the same three from dev questions/prompts. heldout: rewrite/edit pairs that use a
     held-out family, over held-out prompts (never trained on, never used for a threshold)."""
     from bench._verifier_synth_llm import generate as generate_llm
+    from bench._verifier_synth_para import contrast_pairs, factoid_pairs
 
     rows = [json.loads(line) for line in qqp.read_text().splitlines() if line.strip()]
     train_half = [r for r in rows if not _heldout(r["a"], r["b"])]
@@ -115,10 +133,23 @@ def prepare(qqp: Path, out: Path, seed: int, sharegpt: Path | None, llm_pairs: i
     for t in turns:
         b = _bucket(t)
         pools[0 if b < 8 else b].append(t)
-    llm_train = generate_llm(random.Random(seed + 2), pools[0] + questions + templated, llm_pairs)
-    llm_dev = generate_llm(random.Random(seed + 3), pools[8] + dev_questions, 3000)
+    llm_train = generate_llm(
+        random.Random(seed + 2), pools[0] + questions + templated, llm_pairs, structural=structural
+    )
+    llm_dev = generate_llm(random.Random(seed + 3), pools[8] + dev_questions, 3000, structural=structural)
     held_prompts = pools[9] + random.Random(seed).sample(dev_questions, min(len(dev_questions), 600))
-    llm_held = generate_llm(random.Random(seed + 4), held_prompts, 2500, heldout=True)
+    llm_held = generate_llm(random.Random(seed + 4), held_prompts, 2500, heldout=True, structural=structural)
+    # Structural rewrites at the slot level, and hard negatives from human-judged paraphrase pairs.
+    fact_train = factoid_pairs(random.Random(seed + 5), factoids) if factoids else []
+    fact_dev = factoid_pairs(random.Random(seed + 6), 600) if factoids else []
+    fact_held = factoid_pairs(random.Random(seed + 7), 500, heldout=True) if factoids else []
+    pos_train = [(r["a"], r["b"]) for r in q_train if r["label"] == 1]
+    pos_dev = [(r["a"], r["b"]) for r in q_dev if r["label"] == 1]
+    con_train = contrast_pairs(random.Random(seed + 8), pos_train, contrasts) if contrasts else []
+    con_dev = contrast_pairs(random.Random(seed + 9), pos_dev, 600) if contrasts else []
+    llm_train += fact_train + con_train
+    llm_dev += fact_dev + con_dev
+    llm_held += fact_held
     out.mkdir(parents=True, exist_ok=True)
 
     def rec(a: str, b: str, label: int, src: str) -> dict:
@@ -200,9 +231,8 @@ def _batches(tok: Any, rows: list[dict], size: int, rng: random.Random | None, m
         starts = list(range(0, len(order), size))
     for i in starts:
         chunk = [rows[j] for j in order[i : i + size]]
-        pairs = [
-            (r["b"], r["a"]) if rng is not None and rng.random() < 0.5 else (r["a"], r["b"]) for r in chunk
-        ]
+        swapped = [rng is not None and rng.random() < 0.5 for _ in chunk]
+        pairs = [(r["b"], r["a"]) if sw else (r["a"], r["b"]) for r, sw in zip(chunk, swapped, strict=True)]
         enc = tok(
             [p[0] for p in pairs],
             [p[1] for p in pairs],
@@ -211,7 +241,28 @@ def _batches(tok: Any, rows: list[dict], size: int, rng: random.Random | None, m
             padding=True,
             return_tensors="pt",
         )
-        yield enc, [r["label"] for r in chunk]
+        soft = [r[_SOFT[sw]] for r, sw in zip(chunk, swapped, strict=True)] if "t_ab" in chunk[0] else None
+        yield enc, [r["label"] for r in chunk], soft
+
+
+_SOFT = {False: "t_ab", True: "t_ba"}
+
+
+def teacher_logits(teacher: Path, rows: list[dict], size: int = 64) -> None:
+    """Add the exported verifier `teacher`'s raw logit for (a, b) and (b, a) to each row (t_ab, t_ba):
+    the soft targets of `train --teacher` (a smaller student learns the larger model's judgement)."""
+    from cache._verify_model import LearnedVerifier
+
+    model = LearnedVerifier(teacher, threads=2)
+    t0 = time.time()
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["a"]) + len(rows[i]["b"]))
+    for key, flip in (("t_ab", False), ("t_ba", True)):
+        for start in range(0, len(order), size):
+            chunk = [rows[i] for i in order[start : start + size]]
+            got = model.logits([(r["b"], r["a"]) if flip else (r["a"], r["b"]) for r in chunk])
+            for r, x in zip(chunk, got, strict=True):
+                r[key] = float(x)
+    print(f"teacher {teacher}: {len(rows)} pairs scored both ways ({time.time() - t0:.0f}s)", flush=True)
 
 
 def onnx_state(path: Path) -> dict[str, Any]:
@@ -247,6 +298,42 @@ def onnx_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def source_group(src: str) -> str:
+    """The group of a training row's `src`: qqp, fact (factoid slot pairs), contrast (edited QQP
+    positives), llm (rewrite/edit pairs) or templates (the older generator)."""
+    if src == "qqp":
+        return "qqp"
+    if src.startswith("llm:"):
+        kind = src[4:]
+        if kind.startswith("fact:") or kind in ("role", "measure", "distance", "when"):
+            return "fact"
+        return "contrast" if kind.startswith("contrast:") else "llm"
+    return "templates"
+
+
+def parse_mix(text: str) -> dict[str, int | None]:
+    """'qqp=all,llm=26000,templates=5000' -> {group: cap or None}; a group left out is dropped."""
+    out: dict[str, int | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, cap = part.partition("=")
+        if name not in ("qqp", "fact", "contrast", "llm", "templates") or not cap:
+            raise SystemExit(f"--mix: expected group=N|all with group qqp|fact|contrast|llm|templates, got {part!r}")
+        out[name] = None if cap == "all" else int(cap)
+    return out
+
+
+def mixed(rows: list[dict], mix: dict[str, int | None], rng: random.Random) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(source_group(r["src"]), []).append(r)
+    out: list[dict] = []
+    for name, cap in mix.items():
+        got = groups.get(name, [])
+        out += got if cap is None or cap >= len(got) else rng.sample(got, cap)
+    rng.shuffle(out)
+    return out
+
+
 def predict(model: Any, tok: Any, rows: list[dict], device: str, size: int = 256) -> np.ndarray:
     import torch
 
@@ -255,7 +342,7 @@ def predict(model: Any, tok: Any, rows: list[dict], device: str, size: int = 256
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["a"]) + len(rows[i]["b"]))
     out: list[np.ndarray] = []
     with torch.no_grad():
-        for enc, _ in _batches(tok, [rows[i] for i in order], size, None):
+        for enc, _, _ in _batches(tok, [rows[i] for i in order], size, None):
             logits = model(**{k: v.to(device) for k, v in enc.items()}).logits[:, 0]
             out.append(logits.float().cpu().numpy())
     scores = np.concatenate(out) if out else np.zeros(0)
@@ -293,6 +380,9 @@ def train(
     max_pairs: int | None = None,
     freeze_layers: int = 0,
     eval_init: bool = False,
+    mix: dict[str, int | None] | None = None,
+    teacher: Path | None = None,
+    distill: float = 0.5,
 ) -> dict:
     import torch
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
@@ -305,7 +395,13 @@ def train(
     tok = AutoTokenizer.from_pretrained(str(minilm))
     model = build_model(minilm, layers)
     if init is not None:
-        loaded = model.load_state_dict(onnx_state(init), strict=False)
+        # A deeper verifier warm-starts a shallower one: its lowest `layers` layers and its head.
+        state = {
+            k: v
+            for k, v in onnx_state(init).items()
+            if not k.startswith("bert.encoder.layer.") or int(k.split(".")[3]) < layers
+        }
+        loaded = model.load_state_dict(state, strict=False)
         if list(loaded.missing_keys) != [FROZEN] or loaded.unexpected_keys:
             raise SystemExit(f"train --init: {init} does not match a {layers}-layer model: {loaded}")
     model = model.to(device)
@@ -314,8 +410,12 @@ def train(
         for p in [*model.bert.embeddings.parameters(), *model.bert.encoder.layer[:freeze_layers].parameters()]:
             p.requires_grad_(False)
     tr, dev = _load_rows(work / "train.jsonl"), _load_rows(work / "dev.jsonl")
+    if mix:  # a CPU run's budget: at most this many pairs of each source group
+        tr = mixed(tr, mix, random.Random(seed))
     if max_pairs is not None and max_pairs < len(tr):  # a CPU run's budget: a random subset
         tr = random.Random(seed).sample(tr, max_pairs)
+    if teacher is not None:  # soft targets: the teacher's logit for each pair, in both orders
+        teacher_logits(teacher, tr)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps = epochs * ((len(tr) + batch - 1) // batch)
@@ -332,10 +432,14 @@ def train(
     for epoch in range(epochs):
         model.train()
         stopped = False
-        for enc, labels in _batches(tok, tr, batch, rng, max_len):
+        for enc, labels, soft_logits in _batches(tok, tr, batch, rng, max_len):
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
                 logits = model(**{k: v.to(device) for k, v in enc.items()}).logits[:, 0]
-            loss = loss_fn(logits.float(), torch.tensor(labels, dtype=torch.float32, device=device))
+            target = torch.tensor(labels, dtype=torch.float32, device=device)
+            loss = loss_fn(logits.float(), target)
+            if teacher is not None:
+                soft = torch.sigmoid(torch.tensor(soft_logits, dtype=torch.float32, device=device))
+                loss = (1 - distill) * loss + distill * loss_fn(logits.float(), soft)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -634,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--sharegpt", type=Path, default=None, help="ShareGPT_V3_unfiltered_cleaned_split.json")
     p.add_argument("--llm-pairs", type=int, default=60000)
+    p.add_argument("--factoids", type=int, default=8000, help="factoid slot pairs (bench/_verifier_synth_para.py)")
+    p.add_argument("--contrasts", type=int, default=8000, help="edited QQP-positive hard negatives")
+    p.add_argument(
+        "--no-structural", dest="structural", action="store_false",
+        help="no structural rewrites (with --factoids 0 --contrasts 0: the shipped verifier's data)",
+    )
     t = sub.add_parser("train")
     t.add_argument("--work", type=Path, default=Path(".devcarry"))
     t.add_argument("--out", type=Path, required=True)
@@ -649,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-pairs", type=int, default=None, help="train on a random subset of this size")
     t.add_argument("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many layers")
     t.add_argument("--eval-init", action="store_true", help="report the dev split before training too")
+    t.add_argument("--teacher", type=Path, default=None, help="an exported verifier dir: distil its logits")
+    t.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's soft targets")
+    t.add_argument("--mix", type=parse_mix, default=None, help="caps per source group, e.g. qqp=all,llm=26000")
     e = sub.add_parser("export")
     e.add_argument("--work", type=Path, default=Path(".devcarry"))
     e.add_argument("--ckpt", type=Path, required=True)
@@ -669,7 +782,10 @@ def main(argv: list[str] | None = None) -> int:
         sweep(args.work, args.model, args.report)
         return 0
     if args.cmd == "prepare":
-        prepare(args.qqp, args.out, args.seed, args.sharegpt, args.llm_pairs)
+        prepare(
+            args.qqp, args.out, args.seed, args.sharegpt, args.llm_pairs, args.factoids, args.contrasts,
+            args.structural,
+        )
     elif args.cmd == "train":
         runs = []
         for n in args.layers:
@@ -678,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
                     train(
                         args.work, args.out, n, lr, args.epochs, args.batch, args.seed,
                         args.init, args.max_minutes, args.max_len, args.threads, args.max_pairs,
-                        args.freeze_layers, args.eval_init,
+                        args.freeze_layers, args.eval_init, args.mix, args.teacher, args.distill,
                     )
                 )
                 (args.out / "runs.json").write_text(json.dumps(runs, indent=1))

@@ -63,3 +63,54 @@ def test_no_inserted_qualifier_or_modifier_is_one_of_the_fresh_set() -> None:
     added = {_norm(_words(q)) for q in [*D.QUALIFIERS, *D.MODIFIERS]}
     inserted = {x or y for x, y in _fresh_changes() if not (x and y)}
     assert sorted(inserted & added) == []
+
+
+def test_no_generated_factoid_name_is_in_the_fresh_set() -> None:
+    from bench import _verifier_synth_para as P
+
+    text = FRESH.read_text().casefold()
+    names = [w for w, _ in P.WORKS] + [t for t, _ in P.MEASURED] + [e for e, _ in P.EVENTS]
+    found = [n for n in names if re.search(rf"\b{re.escape(re.sub(r'^(the|a|an) ', '', n.casefold()))}\b", text)]
+    assert found == []
+
+
+def test_structural_rewrites_keep_the_slots() -> None:
+    import random
+
+    from bench._verifier_synth_llm import Families
+    from bench._verifier_synth_para import (
+        _embed_rewrite,
+        _measure_rewrite,
+        _process_rewrite,
+        _role_rewrite,
+        gerund,
+    )
+
+    rng, fam = random.Random(3), Families(False)
+    for _ in range(20):
+        out = _role_rewrite(rng, "Who invented the bicycle?", fam)
+        assert out is not None and "bicycle" in out and re.search(r"invent(ed|or)", out)
+        out = _measure_rewrite(rng, "How deep is Lake Tahoe?", fam)
+        assert out is not None and "Lake Tahoe" in out and re.search(r"deep|depth", out)
+        out = _process_rewrite(rng, "How do I set up a printer on Windows?", fam)
+        assert out is not None and "setting up a printer on Windows" in out
+        out = _embed_rewrite(rng, "What is the capital of Peru?", fam)
+        assert out is not None and "what the capital of Peru is" in out
+    assert [gerund(v) for v in ("write", "see", "tie", "run", "install", "be")] == [
+        "writing", "seeing", "tying", "running", "installing", None,
+    ]
+
+
+def test_factoid_and_contrast_pairs_change_one_slot() -> None:
+    import random
+
+    from bench._verifier_synth_para import contrast_pairs, factoid_pairs
+
+    pairs = factoid_pairs(random.Random(0), 400)
+    labels = {p[2] for p in pairs}
+    assert labels == {0, 1} and all(p[0] != p[1] for p in pairs)
+    assert all(p[3].startswith("fact:") for p in pairs if p[2] == 0)
+    source = [("How do I learn Python fast?", "What is the quickest way to learn Python?")]
+    out = contrast_pairs(random.Random(1), source, 20)
+    assert out and all(p[2] == 0 and p[3].startswith("contrast:") for p in out)
+    assert all(source[0][0] in p[:2] or source[0][1] in p[:2] for p in out)
