@@ -195,8 +195,9 @@ def _restructure(rng: random.Random, text: str, fam: Families) -> str | None:
 
 
 # Structural rewrites first: they read the prompt's original form (an opener re-said hides it).
-_STEPS = (_restructure, _reframe, _synonym, _synonym, _frame, _noise)
-_FAMILY_STEPS = (_restructure, _reframe, _synonym, _synonym, _frame)  # held-out rewrites: every step is a family
+Step = Callable[[random.Random, str, Families], "str | None"]
+_STEPS: tuple[Step, ...] = (_restructure, _reframe, _synonym, _synonym, _frame, _noise)
+_FAMILY_STEPS: tuple[Step, ...] = (_restructure, _reframe, _synonym, _synonym, _frame)  # held-out rewrites: every step is a family
 # Without them: the steps (and so the random draws) that made the shipped verifier's data.
 _MILD_STEPS = _STEPS[1:]
 _MILD_FAMILY_STEPS = _FAMILY_STEPS[1:]
