@@ -110,7 +110,9 @@ def prepare(
 
     train: the QQP train half minus dev, the older template pairs (bench/_verifier_synth.py), and
     `llm_pairs` rewrite/edit pairs (bench/_verifier_synth_llm.py) over training prompts with training
-    families. dev: the same three from dev questions/prompts. heldout: rewrite/edit pairs that use a
+    families, plus `factoids` factoid slot pairs and `contrasts` edited QQP train positives
+    (bench/_verifier_synth_para.py; `structural` adds its structural rewrites to the rewrite steps).
+    dev: the same from dev questions/prompts. heldout: rewrite/edit (and factoid) pairs that use a
     held-out family, over held-out prompts (never trained on, never used for a threshold)."""
     from bench._verifier_synth_llm import generate as generate_llm
     from bench._verifier_synth_para import contrast_pairs, factoid_pairs
