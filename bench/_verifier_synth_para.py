@@ -27,7 +27,17 @@ from __future__ import annotations
 import random
 import re
 
-from bench._verifier_synth_llm import EDIT_WEIGHTS, Families, Pair, _fold, edit, held_out, rewrite
+from bench._verifier_synth_llm import (
+    EDIT_WEIGHTS,
+    Families,
+    Pair,
+    _fold,
+    _has_word,
+    _word_re,
+    edit,
+    held_out,
+    rewrite,
+)
 
 # fmt: off
 # (past tense, past participle, role noun): "Who wrote X?" == "Who is the author of X?".
@@ -247,8 +257,6 @@ def _process_rewrite(rng: random.Random, text: str, fam: Families) -> str | None
 
 
 def _class_word_rewrite(rng: random.Random, text: str, fam: Families) -> str | None:
-    from bench._verifier_synth_llm import _has_word, _word_re
-
     options: list[tuple[str, list[str]]] = []
     for cls, words in CLASS_WORDS.items():
         options += [(e, words) for e in fam.entities.get(cls, []) if _has_word(text, e)]

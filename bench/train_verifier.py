@@ -250,20 +250,17 @@ def _batches(tok: Any, rows: list[dict], size: int, rng: random.Random | None, m
 _SOFT = {False: "t_ab", True: "t_ba"}
 
 
-def teacher_logits(teacher: Path, rows: list[dict], size: int = 64) -> None:
+def teacher_logits(teacher: Path, rows: list[dict]) -> None:
     """Add the exported verifier `teacher`'s raw logit for (a, b) and (b, a) to each row (t_ab, t_ba):
     the soft targets of `train --teacher` (a smaller student learns the larger model's judgement)."""
     from cache._verify_model import LearnedVerifier
 
     model = LearnedVerifier(teacher, threads=2)
     t0 = time.time()
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["a"]) + len(rows[i]["b"]))
-    for key, flip in (("t_ab", False), ("t_ba", True)):
-        for start in range(0, len(order), size):
-            chunk = [rows[i] for i in order[start : start + size]]
-            got = model.logits([(r["b"], r["a"]) if flip else (r["a"], r["b"]) for r in chunk])
-            for r, x in zip(chunk, got, strict=True):
-                r[key] = float(x)
+    for key, flip in (("t_ab", False), ("t_ba", True)):  # the model runs each pair alone: no batching to arrange
+        got = model.logits([(r["b"], r["a"]) if flip else (r["a"], r["b"]) for r in rows])
+        for r, x in zip(rows, got, strict=True):
+            r[key] = float(x)
     print(f"teacher {teacher}: {len(rows)} pairs scored both ways ({time.time() - t0:.0f}s)", flush=True)
 
 

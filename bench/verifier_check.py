@@ -59,20 +59,19 @@ def check(model_dir: Path, negatives: Path, bars: tuple[float, ...] = (0.5, 0.6,
 def batch_effect(model_dir: Path, n: int = 1500, threshold: float = 0.93) -> dict:
     """How much a pair's calibrated probability moves when the int8 model scores it in a padded batch of
     4 or 64 rather than alone, on `n` QQP held-out pairs (what made LearnedVerifier run pairs alone)."""
-    import hashlib
     import random
 
     from bench._embed_cache import EmbeddingCache
-    from cache._verify_model import LearnedVerifier, _sigmoid
+    from bench.cache_quality import heldout
+    from cache._verify_model import LearnedVerifier
 
     rows = [json.loads(x) for x in (DATA / "qqp_pairs.jsonl").read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if hashlib.sha256(f"{r['a']}\x00{r['b']}".encode()).digest()[0] % 2 == 1]
+    rows = [r for r in rows if heldout(r["a"], r["b"])]
     rows = random.Random(0).sample(rows, min(n, len(rows)))
     vecs = EmbeddingCache().embed(sorted({t for r in rows for t in (r["a"], r["b"])}))
     cos = [float(vecs[r["a"]] @ vecs[r["b"]]) for r in rows]
     model = LearnedVerifier(model_dir)
     alone = model.logits([(r["a"], r["b"]) for r in rows])
-    bias, w_logit, w_cos = model._calibration
     session, tok = model._session, model._tokenizer
 
     def batched(size: int) -> np.ndarray:
@@ -88,7 +87,7 @@ def batch_effect(model_dir: Path, n: int = 1500, threshold: float = 0.93) -> dic
         return np.array(out)
 
     def prob(logits: np.ndarray) -> np.ndarray:
-        return np.array([_sigmoid(bias + w_logit * float(x) + w_cos * c) for x, c in zip(logits, cos, strict=True)])
+        return np.array(model.calibrated(logits, cos))
 
     p1 = prob(alone)
     report: dict = {"pairs": len(rows), "threshold": threshold, "accepted_alone": int((p1 >= threshold).sum())}

@@ -105,6 +105,10 @@ class LearnedVerifier:
         logits = self.logits(pairs)
         if self._session is None:  # empty batch: nothing loaded, nothing to combine
             return []
+        return self.calibrated(logits, cosines)
+
+    def calibrated(self, logits: np.ndarray, cosines: list[float]) -> list[float]:
+        """learned.json's combination of raw logits (from `logits`, which loads it) with their cosines."""
         bias, w_logit, w_cos = self._calibration
         return [_sigmoid(bias + w_logit * float(x) + w_cos * c) for x, c in zip(logits, cosines, strict=True)]
 
